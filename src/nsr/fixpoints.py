@@ -1,0 +1,111 @@
+"""Fixpoints of self-application: classification, distance, shares (science.md, "Self-replication
+as a fixpoint"). Pure functions over populations ``[P, W]``.
+
+>>> import torch
+>>> from nsr.replicators import Weightwise
+>>> rep = Weightwise()
+>>> w = torch.cat([rep.identity_genome(), torch.zeros(1, 14), torch.full((1, 14), float("nan"))])
+>>> [FixpointClass(int(c)).name for c in classify(rep, w)]
+['NONTRIVIAL', 'ZERO', 'DIVERGENT']
+"""
+from __future__ import annotations
+
+import math
+from enum import IntEnum
+
+import torch
+
+SECOND_ORDER_TESTS = ("orbit", "same_network")
+
+
+class FixpointClass(IntEnum):
+    """The categories of a genome under self-application, tested in this order."""
+
+    DIVERGENT = 0
+    ZERO = 1
+    NONTRIVIAL = 2
+    SECOND_ORDER = 3
+    OTHER = 4
+
+
+CLASS_NAMES = tuple(c.name.lower() for c in FixpointClass)  # divergent, zero, nontrivial, second_order, other
+
+
+def check_epsilon(epsilon) -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    return float(epsilon)
+
+
+def is_divergent(w: torch.Tensor) -> torch.Tensor:
+    """``[P]`` bool: some weight is NaN or +-inf."""
+    return ~torch.isfinite(w).all(dim=1)
+
+
+def is_fixpoint(rep, w: torch.Tensor, epsilon: float = 1e-4, generator=None) -> torch.Tensor:
+    """``[P]`` bool: |F(w)_i - w_i| < epsilon for every weight i."""
+    epsilon = check_epsilon(epsilon)
+    return _close(rep.apply(w, w, generator=generator), w, epsilon)
+
+
+def _close(a, b, epsilon):
+    return ((a - b).abs() < epsilon).all(dim=1)  # NaN compares False
+
+
+def classify(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit", generator=None) -> torch.Tensor:
+    """``LongTensor[P]`` of :class:`FixpointClass` values for genomes ``w`` ``[P, W]``.
+
+    divergent: some weight NaN/inf; zero: F(w) = w and every |w_i| < epsilon; nontrivial:
+    F(w) = w otherwise; second order: F(F(w)) = w but not F(w) = w; other: none of these.
+    ``second_order="orbit"`` tests the period-2 orbit F(F(w)) (the definition);
+    ``"same_network"`` tests N_w(N_w(w)), the network w applied twice (the published code).
+    """
+    epsilon = check_epsilon(epsilon)
+    if second_order not in SECOND_ORDER_TESTS:
+        raise ValueError(f"second_order must be one of {', '.join(SECOND_ORDER_TESTS)}, got {second_order!r}")
+    rep.check_weights(w)
+    fw = rep.apply(w, w, generator=generator)  # [P, W]
+    fixed = _close(fw, w, epsilon)
+    zero = fixed & (w.abs() < epsilon).all(dim=1)
+    ffw = rep.apply(fw, fw, generator=generator) if second_order == "orbit" else rep.apply(w, fw, generator=generator)
+    second = _close(ffw, w, epsilon)
+    c = torch.full((w.shape[0],), int(FixpointClass.OTHER), dtype=torch.long, device=w.device)
+    c[second] = FixpointClass.SECOND_ORDER
+    c[fixed] = FixpointClass.NONTRIVIAL
+    c[zero] = FixpointClass.ZERO
+    c[is_divergent(w)] = FixpointClass.DIVERGENT
+    return c
+
+
+def distance(rep, w: torch.Tensor, generator=None) -> torch.Tensor:
+    """``[P]`` fixpoint distance max_i |F(w)_i - w_i|; inf where w or F(w) is not finite."""
+    rep.check_weights(w)
+    d = (rep.apply(w, w, generator=generator) - w).abs().amax(dim=1)
+    return torch.where(torch.isfinite(d), d, torch.full_like(d, math.inf))
+
+
+def aggregate_distance(rep, w: torch.Tensor) -> torch.Tensor:
+    """``[P]`` for an Aggregating replicator: max_j |N_w(agg(w))_j - agg(w)_j|, the distance of
+    the aggregates from being a fixpoint (inf where not finite)."""
+    if not hasattr(rep, "apply_aggregates"):
+        raise ValueError(f"rep must be an Aggregating replicator, got {rep!r}")
+    d = (rep.apply_aggregates(w, w) - rep.aggregate(w)).abs().amax(dim=1)
+    return torch.where(torch.isfinite(d), d, torch.full_like(d, math.inf))
+
+
+def is_aggregate_fixpoint(rep, w: torch.Tensor, epsilon: float = 1e-4) -> torch.Tensor:
+    """``[P]`` bool: an Aggregating genome whose aggregates are reproduced within epsilon (it need
+    not be a fixpoint weight by weight)."""
+    return aggregate_distance(rep, w) < check_epsilon(epsilon)
+
+
+def counts(classes: torch.Tensor) -> torch.Tensor:
+    """``LongTensor[5]``: how many particles fall in each :class:`FixpointClass`."""
+    return torch.bincount(classes.flatten(), minlength=len(FixpointClass))
+
+
+def shares(classes: torch.Tensor) -> dict[str, float]:
+    """Each class's share of the population, keyed by lower-case name; the shares sum to 1."""
+    c = counts(classes).double()
+    total = max(float(c.sum()), 1.0)
+    return {name: float(v) / total for name, v in zip(CLASS_NAMES, c)}

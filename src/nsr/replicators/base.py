@@ -1,0 +1,211 @@
+"""What every replicator shares: the genome layout, activations, validation, the MLP kernels.
+
+A population is one tensor ``w`` of shape ``[P, W]``: P particles, W weights each. The genome is
+laid out layer by layer; each kernel ``[inputs, outputs]`` is flattened row-major (science.md).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nsr.random import normal_from_uniform, uniform
+
+ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu")
+
+
+def activate(name: str, h: torch.Tensor) -> torch.Tensor:
+    """The activation ``name`` applied to pre-activations ``h``."""
+    if name == "linear":
+        return h
+    if name == "tanh":
+        return torch.tanh(h)
+    if name == "sigmoid":
+        return torch.sigmoid(h)
+    return torch.relu(h)
+
+
+def activation_grad(name: str, y: torch.Tensor) -> torch.Tensor | None:
+    """d act / d pre-activation, written in terms of the output ``y`` (None: identity)."""
+    if name == "linear":
+        return None
+    if name == "tanh":
+        return 1.0 - y * y
+    if name == "sigmoid":
+        return y * (1.0 - y)
+    return (y > 0).to(y.dtype)
+
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+class Replicator:
+    """A neural network architecture whose genome is its flat weight vector.
+
+    Subclasses set ``self.shapes`` (the kernels, in genome order) and ``self.recurrent`` (the
+    indices of kernels initialised orthogonally), and implement :meth:`samples`,
+    :meth:`forward` and :meth:`apply`.
+    """
+
+    shapes: list[tuple[int, int]]
+    recurrent: tuple[int, ...] = ()
+    activation: str = "linear"
+
+    # ---- layout ---------------------------------------------------------------------------
+    @property
+    def num_weights(self) -> int:
+        """W, the number of weights of one genome."""
+        return sum(i * o for i, o in self.shapes)
+
+    @property
+    def offsets(self) -> list[int]:
+        out, off = [], 0
+        for i, o in self.shapes:
+            out.append(off)
+            off += i * o
+        return out
+
+    def kernels(self, w: torch.Tensor) -> list[torch.Tensor]:
+        """The kernels of genomes ``w`` ``[P, W]``, as views ``[P, inputs, outputs]``."""
+        P = w.shape[0]
+        return [w[:, off:off + i * o].view(P, i, o) for off, (i, o) in zip(self.offsets, self.shapes)]
+
+    def check_weights(self, w, name: str = "w") -> torch.Tensor:
+        """Raise ``ValueError`` unless ``w`` is a float tensor ``[P, W]`` of this replicator."""
+        if not isinstance(w, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape [P, {self.num_weights}], got {type(w).__name__}")
+        if not w.is_floating_point():
+            raise ValueError(f"{name} must be a floating point tensor, got dtype {w.dtype}")
+        if w.dim() != 2 or w.shape[1] != self.num_weights:
+            raise ValueError(f"{name} must have shape [P, {self.num_weights}] for {self!r}, got {list(w.shape)}")
+        return w
+
+    # ---- initialisation ---------------------------------------------------------------------
+    def _num_init_uniforms(self) -> int:
+        n = 0
+        for k, (i, o) in enumerate(self.shapes):
+            n += 2 * i * o if k in self.recurrent else i * o
+        return n
+
+    def init(self, P: int, generator=None, device=None) -> torch.Tensor:
+        """``[P, W]`` float32 random genomes with Keras' default initialisers.
+
+        Kernels are glorot-uniform (limit sqrt(6 / (fan_in + fan_out))); recurrent kernels are
+        orthogonal. Deterministic for a given ``torch.Generator`` (or :class:`nsr.random.KeyedStream`).
+        """
+        check_positive_int("P", P)
+        u = uniform(generator, P, self._num_init_uniforms(), device=device)  # [P, U]
+        parts, pos = [], 0
+        for k, (i, o) in enumerate(self.shapes):
+            if k in self.recurrent:
+                n = i * o
+                a = normal_from_uniform(u[:, pos:pos + n], u[:, pos + n:pos + 2 * n]).view(P, i, o)
+                pos += 2 * n
+                parts.append(_orthogonal(a).reshape(P, n))
+            else:
+                limit = math.sqrt(6.0 / (i + o))
+                parts.append((u[:, pos:pos + i * o] * 2.0 - 1.0) * limit)
+                pos += i * o
+        return torch.cat(parts, dim=1).contiguous()
+
+    # ---- the contract ------------------------------------------------------------------------
+    def samples(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training samples ``(x [P, S, ...], y [P, S, ...])`` made from genomes ``w``."""
+        raise NotImplementedError
+
+    def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of the networks ``w`` ``[P, W]`` on inputs ``x`` ``[P, S, ...]``."""
+        raise NotImplementedError
+
+    def apply(self, a: torch.Tensor, b: torch.Tensor, generator=None) -> torch.Tensor:
+        """``[P, W]``: network ``a[i]`` applied to genome ``b[i]``; ``apply(w, w)`` is self-application."""
+        raise NotImplementedError
+
+    def loss_and_grad(self, w, x, y):
+        """Per-particle MSE ``[P]`` and its gradient ``[P, W]`` (autograd; subclasses may be analytic)."""
+        with torch.enable_grad():
+            wv = w.detach().requires_grad_(True)
+            loss = mse(self.forward(wv, x), y)  # [P]
+            (g,) = torch.autograd.grad(loss.sum(), wv)
+        return loss.detach(), g
+
+    # ---- identity ---------------------------------------------------------------------------
+    @property
+    def hparams(self) -> dict:
+        """The constructor arguments: enough to rebuild this replicator."""
+        raise NotImplementedError
+
+    @property
+    def class_path(self) -> str:
+        return f"nsr.replicators.{type(self).__name__}"
+
+    def to_config(self) -> dict:
+        return {"class_path": self.class_path, "init_args": dict(self.hparams)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.hparams == other.hparams
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.hparams.items()))))
+
+
+def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-particle mean squared error ``[P]`` over every sample and output of that particle."""
+    return (out - y).pow(2).flatten(1).mean(1)
+
+
+def _orthogonal(a: torch.Tensor) -> torch.Tensor:
+    """Keras' orthogonal initialiser on a batch of normal matrices ``[P, r, c]``."""
+    P, r, c = a.shape
+    flat = a if r >= c else a.transpose(1, 2)  # [P, max, min]
+    q, rr = torch.linalg.qr(flat)
+    d = torch.diagonal(rr, dim1=-2, dim2=-1).sign()
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    q = q * d[:, None, :]
+    return q if r >= c else q.transpose(1, 2)
+
+
+class MLPReplicator(Replicator):
+    """A replicator whose network is a stack of dense layers (no biases), e.g. weightwise and
+    aggregating. ``forward`` and the analytic gradient live here."""
+
+    def forward(self, w, x):
+        h = x  # [P, S, in]
+        for K in self.kernels(w):
+            h = activate(self.activation, torch.bmm(h, K))  # [P, S, out]
+        return h
+
+    def loss_and_grad(self, w, x, y):
+        """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by hand-written backprop
+        (equal to autograd to float precision; tested)."""
+        Ks = self.kernels(w)
+        hs = [x]
+        for K in Ks:
+            hs.append(activate(self.activation, torch.bmm(hs[-1], K)))
+        out = hs[-1]
+        n = out[0].numel()
+        diff = out - y
+        loss = diff.pow(2).flatten(1).mean(1)  # [P]
+        delta = diff * (2.0 / n)  # dL/d out, [P, S, o]
+        grads = [None] * len(Ks)
+        for k in range(len(Ks) - 1, -1, -1):
+            d = activation_grad(self.activation, hs[k + 1])
+            if d is not None:
+                delta = delta * d
+            grads[k] = torch.bmm(hs[k].transpose(1, 2), delta)  # [P, in, out]
+            if k:
+                delta = torch.bmm(delta, Ks[k].transpose(1, 2))  # [P, S, in]
+        return loss, torch.cat([g.flatten(1) for g in grads], dim=1)
