@@ -109,3 +109,53 @@ def shares(classes: torch.Tensor) -> dict[str, float]:
     c = counts(classes).double()
     total = max(float(c.sum()), 1.0)
     return {name: float(v) / total for name, v in zip(CLASS_NAMES, c)}
+
+
+def vergence_times(rep, w: torch.Tensor, max_steps: int = 100, epsilon: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-apply genomes ``w`` ``[N, W]`` up to ``max_steps`` times and time them (the paper's
+    robustness measure). Returns ``(time_to_vergence, time_as_fixpoint)``, both ``LongTensor[N]``:
+
+    - time to vergence: self-applications until the genome became zero (every |w_i| < epsilon)
+      or divergent (NaN/inf); ``max_steps`` if it did neither;
+    - time as fixpoint: how many of the genomes w_0 .. w_{t-1} before that (w_0 the start) were
+      still non-trivial fixpoints, |F(w_t) - w_t| < epsilon.
+    """
+    epsilon = check_epsilon(epsilon)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    rep.check_weights(w)
+    N = w.shape[0]
+    vergence = torch.full((N,), max_steps, dtype=torch.long, device=w.device)
+    as_fixpoint = torch.zeros(N, dtype=torch.long, device=w.device)
+    running = torch.ones(N, dtype=torch.bool, device=w.device)  # not yet zero or divergent
+    for t in range(1, max_steps + 1):
+        nxt = rep.apply(w, w)  # [N, W]
+        as_fixpoint += (running & _close(nxt, w, epsilon)).long()
+        w = nxt
+        verged = running & (is_divergent(w) | (w.abs() < epsilon).all(dim=1))
+        vergence[verged] = t
+        running &= ~verged
+        if not bool(running.any()):
+            break
+    return vergence, as_fixpoint
+
+
+def robustness(rep, w: torch.Tensor, scales=tuple(10.0 ** -k for k in range(10)), trials: int = 100,
+               max_steps: int = 100, epsilon: float = 1e-4, generator=None) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    """The paper's robustness test: for each noise scale, ``trials`` noisy clones of every genome
+    in ``w`` ``[P, W]`` (noise +-U(0,1)*scale per weight), timed by :func:`vergence_times`.
+    All clones of all scales run as one batch. Returns ``{scale: (time_to_vergence [P*trials],
+    time_as_fixpoint [P*trials])}``."""
+    from nsr.training import add_noise  # training sits above fixpoints only for this noise helper
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
+    rep.check_weights(w)
+    scales = [float(s) for s in scales]
+    clones = w.repeat(len(scales) * trials, 1)  # [S*trials*P, W]
+    s = torch.tensor(scales, dtype=w.dtype, device=w.device).repeat_interleave(trials * w.shape[0])
+    noise = add_noise(torch.zeros_like(clones), 1.0, generator=generator)  # +-U(0,1) per weight
+    noisy = clones + noise * s[:, None]  # each clone at its own scale
+    ttv, taf = vergence_times(rep, noisy, max_steps=max_steps, epsilon=epsilon)
+    n = trials * w.shape[0]
+    return {sc: (ttv[i * n:(i + 1) * n], taf[i * n:(i + 1) * n]) for i, sc in enumerate(scales)}
