@@ -1,0 +1,322 @@
+"""The soup: an artificial chemistry of replicators, as pure functions over a population ``[P, W]``.
+
+A soup evolves in generations (science.md, "The soup"). One call of :func:`generation_step` is one
+generation, four phases over the whole population:
+
+1. **attack**: each particle, with probability ``attacking_rate``, attacks a random *other*
+   particle b: b's genome becomes N_a(b), particle a's network applied to b's genome. A particle
+   attacked by several gets the result of one of its attackers, chosen uniformly at random.
+2. **learn_from**: each particle, with probability ``learn_from_rate``, learns from a random other
+   particle b for ``learn_from_severity`` epochs (``nsr.training.learn_from``: it trains on b's
+   samples, b's weights as targets).
+3. **self-training**: every particle self-trains ``train`` epochs (``nsr.training.self_train``).
+4. **respawn**: divergent particles (``remove_divergent``) and zero fixpoints (``remove_zero``)
+   are replaced by fresh random genomes (``rep.init``) that get new particle ids.
+
+Synchronous semantics, and how they differ from the published code
+------------------------------------------------------------------
+Every phase reads the genomes *as they were at the start of that phase*: all attacks of a
+generation use the attackers' genomes before any attack, all learners see their teachers as they
+were after the attack phase. The published implementation instead walks through the particles one
+after another, each doing attack, learn_from, training and removal in turn, so particle i sees
+particles < i already updated in this generation, an attack may hit a particle that is later
+overwritten again (the last attacker wins), and the random partner may be the particle itself.
+Here partners are always other particles (a soup of one particle has no interactions), a particle
+attacked several times keeps one attacker's result chosen at random, and a divergent genome (NaN
+or inf) neither attacks nor teaches: it is inert until it is respawned, so it never changes another
+particle. The order of the phases within a generation is the published one.
+
+Randomness
+----------
+Every random number is drawn from :class:`nsr.random.KeyedStream`, keyed by
+``(seed, generation, global particle index, phase tag)``. The same seed gives the same soup
+whether the population is in one process or split into contiguous shards over many (see
+:class:`Shard`), and reruns are bit-identical: the state of a soup is only :class:`SoupState`.
+
+>>> import torch
+>>> from nsr.replicators import Weightwise
+>>> rep = Weightwise()
+>>> state = initial_state(rep, size=5, seed=0)
+>>> state, events = generation_step(rep, state, seed=0, attacking_rate=0.5, train=1)
+>>> state.weights.shape, state.generation, sorted(events)
+(torch.Size([5, 14]), 1, ['attacks', 'learn_from', 'loss', 'respawned', 'respawned_divergent', 'respawned_zero'])
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+
+from nsr.fixpoints import check_epsilon
+from nsr.random import KeyedStream, random_indices
+from nsr.training import check_hyperparameters, learn_from, self_train
+
+__all__ = ["SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
+           "attack_assignment", "learn_from_assignment", "generation_step", "PHASE_TAGS"]
+
+# the tags of the keyed random streams, one per use
+PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
+
+_INDEX_BITS = 33  # attacker index bits in the tie-break priority (populations up to 8.5e9)
+
+
+class SoupState(NamedTuple):
+    """A soup between generations: this process's particles and the counters of the whole soup.
+
+    weights: ``[P_local, W]`` genomes of the particles this process owns (all of them when not sharded)
+    ids: ``LongTensor[P_local]`` particle ids; a respawned slot gets a new id
+    next_id: the id the next respawned particle gets (the same on every process)
+    generation: generations completed so far
+    """
+
+    weights: torch.Tensor
+    ids: torch.Tensor
+    next_id: int
+    generation: int
+
+
+class Shard(NamedTuple):
+    """Where this process's particles sit in the whole population.
+
+    bounds: ``world + 1`` cumulative offsets; rank r owns global indices ``[bounds[r], bounds[r+1])``
+    rank: this process's rank
+    all_gather: ``x [n, ...]`` (the same shape on every rank) -> ``[world, n, ...]``, in rank order
+    """
+
+    bounds: tuple
+    rank: int
+    all_gather: Callable[[torch.Tensor], torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def start(self) -> int:
+        return int(self.bounds[self.rank])
+
+    @property
+    def stop(self) -> int:
+        return int(self.bounds[self.rank + 1])
+
+    @property
+    def world(self) -> int:
+        return len(self.bounds) - 1
+
+
+def whole(size: int) -> Shard:
+    """The shard of a population that lives in one process."""
+    return Shard((0, int(size)), 0, lambda x: x[None])
+
+
+def shard_bounds(size: int, world: int) -> tuple:
+    """Contiguous, balanced slices of ``size`` particles over ``world`` processes (cumulative offsets)."""
+    return tuple(r * size // world for r in range(world + 1))
+
+
+def _check_rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_soup_args(size=1, attacking_rate=0.0, learn_from_rate=0.0, learn_from_severity=1, train=0,
+                    lr=0.01, batch_size=1, momentum=0.0, epsilon=1e-4, seed=0):
+    """Raise ``ValueError`` naming the first invalid soup argument."""
+    _check_count("size", size, 1)
+    _check_rate("attacking_rate", attacking_rate)
+    _check_rate("learn_from_rate", learn_from_rate)
+    _check_count("learn_from_severity", learn_from_severity, 0)
+    _check_count("train", train, 0)
+    _check_count("seed", seed, 0)
+    check_hyperparameters(lr, batch_size, momentum, 1)
+    check_epsilon(epsilon)
+
+
+def initial_state(rep, size: int, seed: int = 0, shard: Optional[Shard] = None, device=None) -> SoupState:
+    """Generation 0: ``size`` fresh random genomes (``rep.init`` keyed by (seed, 0, index, "init")),
+    ids ``0 .. size-1``. With a ``shard``, only this process's slice is made."""
+    check_soup_args(size=size, seed=seed)
+    shard = shard or whole(size)
+    if shard.size != size:
+        raise ValueError(f"shard covers {shard.size} particles, size is {size}")
+    idx = torch.arange(shard.start, shard.stop, dtype=torch.long, device=device)  # [P_local]
+    if len(idx):
+        w = rep.init(len(idx), generator=KeyedStream(seed, 0, idx, "init"), device=device)
+    else:
+        w = torch.zeros(0, rep.num_weights, device=device)
+    return SoupState(w, idx.clone(), size, 0)
+
+
+def attack_assignment(size: int, attacking_rate: float, seed: int, generation: int, device=None):
+    """Who attacks whom in a generation, for the whole population (the same on every process).
+
+    Returns ``(attacks BoolTensor[P], target LongTensor[P], priority LongTensor[P])``: whether
+    particle a attacks, the other particle it attacks, and the random priority by which one of
+    several attackers of the same target wins (the highest).
+    """
+    idx = torch.arange(size, dtype=torch.long, device=device)
+    s = KeyedStream(seed, generation, idx, "attack")
+    u = s.rand(2)  # [P, 2]: attack?, whom
+    attacks = (u[:, 0] < attacking_rate) & (size > 1)
+    target = random_indices(u[:, 1], max(size - 1, 1))
+    target = target + (target >= idx).long()  # skip itself: uniform over the other P - 1
+    bits = s.bits(1)[:, 0]
+    priority = ((bits >> 34) & ((1 << 30) - 1)) << _INDEX_BITS | idx  # random, ties broken by index
+    return attacks, target, priority
+
+
+def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generation: int, device=None):
+    """Who learns from whom: ``(learns BoolTensor[P], teacher LongTensor[P])`` for the whole population."""
+    idx = torch.arange(size, dtype=torch.long, device=device)
+    u = KeyedStream(seed, generation, idx, "learn_from").rand(2)  # [P, 2]: learn?, from whom
+    learns = (u[:, 0] < learn_from_rate) & (size > 1)
+    teacher = random_indices(u[:, 1], max(size - 1, 1))
+    return learns, teacher + (teacher >= idx).long()
+
+
+def _gather_rows(shard: Shard, local: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+    """Rows of the whole population marked in ``needed`` (BoolTensor[P], known on every process),
+    in global index order. ``local`` is this process's ``[P_local, ...]`` slice."""
+    b = shard.bounds
+    counts = [int(needed[b[r]:b[r + 1]].sum()) for r in range(shard.world)]
+    mine = local[needed[shard.start:shard.stop]]  # [counts[rank], ...]
+    if shard.world == 1:
+        return mine
+    m = max(counts)
+    if m == 0:
+        return mine
+    pad = torch.zeros((m - mine.shape[0],) + tuple(mine.shape[1:]), dtype=mine.dtype, device=mine.device)
+    gathered = shard.all_gather(torch.cat([mine, pad]).contiguous())  # [world, m, ...]
+    return torch.cat([gathered[r, :counts[r]] for r in range(shard.world)])
+
+
+def _attack_phase(rep, w, shard, seed, generation, attacking_rate):
+    """Synchronous attacks: returns the new local genomes and the number of attacks in the soup."""
+    P, lo, hi = shard.size, shard.start, shard.stop
+    if attacking_rate == 0 or P < 2:
+        return w, 0
+    attacks, target, priority = attack_assignment(P, attacking_rate, seed, generation, device=w.device)
+    if not bool(attacks.any()):
+        return w, 0
+    attackers = attacks.nonzero()[:, 0]  # [A] global indices, ascending
+    genomes = _gather_rows(shard, w, attacks)  # [A, W] the attackers' genomes at the phase start
+    live = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not attack
+    attackers, genomes = attackers[live], genomes[live]
+    if attackers.numel() == 0:
+        return w, 0
+    # the winner of every attacked particle: the attacker with the highest priority
+    best = torch.full((P,), -1, dtype=torch.long, device=w.device)
+    best = best.scatter_reduce(0, target[attackers], priority[attackers], reduce="amax")  # [P]
+    mine = best[lo:hi]  # [P_local]
+    hit = (mine >= 0).nonzero()[:, 0]  # local indices of attacked particles
+    if hit.numel():
+        winner = mine[hit] & ((1 << _INDEX_BITS) - 1)  # global attacker index
+        row = torch.searchsorted(attackers, winner)  # its row in `genomes`
+        gen = KeyedStream(seed, generation, hit + lo, "attack_apply")  # used by shuffling replicators
+        w = w.clone()
+        w[hit] = rep.apply(genomes[row], w[hit], generator=gen)  # N_a(b)
+    return w, int(attackers.numel())
+
+
+def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity, train_kwargs):
+    """Synchronous learn_from: returns the new local genomes and the number of learn_from events."""
+    P, lo, hi = shard.size, shard.start, shard.stop
+    if learn_from_rate == 0 or P < 2:
+        return w, 0
+    learns, teacher = learn_from_assignment(P, learn_from_rate, seed, generation, device=w.device)
+    if not bool(learns.any()):
+        return w, 0
+    needed = torch.zeros(P, dtype=torch.bool, device=w.device)
+    needed[teacher[learns]] = True
+    teachers = needed.nonzero()[:, 0]  # [T] global indices, ascending
+    genomes = _gather_rows(shard, w, needed)  # [T, W] teachers after the attack phase
+    live_teacher = torch.zeros(P, dtype=torch.bool, device=w.device)
+    live_teacher[teachers] = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not teach
+    learns = learns & live_teacher[teacher]
+    events = int(learns.sum())
+    local = learns[lo:hi].nonzero()[:, 0]  # local indices of learners
+    if local.numel() and severity > 0:
+        row = torch.searchsorted(teachers, teacher[local + lo])
+        gen = KeyedStream(seed, generation, local + lo, "learn_from_train")
+        w = w.clone()
+        w[local] = learn_from(rep, w[local], genomes[row], epochs=severity, generator=gen, **train_kwargs)
+    return w, events
+
+
+def _is_zero(rep, w, epsilon):
+    """``[P]`` bool: a zero fixpoint (every |w_i| < epsilon and F(w) = w within epsilon)."""
+    small = (w.abs() < epsilon).all(dim=1)
+    if not bool(small.any()):
+        return small
+    out = small.clone()
+    out[small] = ((rep.apply(w[small], w[small]) - w[small]).abs() < epsilon).all(dim=1)
+    return out
+
+
+def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: float = 0.0,
+                    learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0,
+                    lr: float = 0.01, batch_size: Optional[int] = 1, momentum: float = 0.0,
+                    shuffle: bool = True, remove_divergent: bool = True, remove_zero: bool = False,
+                    epsilon: float = 1e-4, shard: Optional[Shard] = None) -> tuple[SoupState, dict]:
+    """One generation of the soup: attack, learn_from, self-training and respawn phases, each
+    synchronous (see the module docstring). Returns the new state and the generation's events,
+    counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
+    ``respawned_divergent`` and ``respawned_zero``) and ``loss``, the mean self-training loss of
+    the finite particles (NaN without self-training).
+
+    ``state`` holds this process's particles; ``shard`` says which (``None``: all of them).
+    Every process of a sharded soup must call this together (it gathers partners' genomes).
+    Training hyper-parameters (``lr``, ``batch_size``, ``momentum``, ``shuffle``) are those of
+    ``nsr.training``; momentum buffers start at zero in every phase.
+    """
+    P_local = state.weights.shape[0]
+    shard = shard or whole(P_local)
+    check_soup_args(size=shard.size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
+                    learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
+                    momentum=momentum, epsilon=epsilon, seed=seed)
+    if shard.stop - shard.start != P_local or state.ids.shape != (P_local,):
+        raise ValueError(f"state holds {P_local} particles and {tuple(state.ids.shape)} ids, "
+                         f"shard rank {shard.rank} owns {shard.stop - shard.start}")
+    rep.check_weights(state.weights, "state.weights")
+    g = int(state.generation)
+    lo, hi = shard.start, shard.stop
+    kw = dict(lr=lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle)
+    w = state.weights.detach()
+
+    w, attacks = _attack_phase(rep, w, shard, seed, g, attacking_rate)
+    w, learned = _learn_from_phase(rep, w, shard, seed, g, learn_from_rate, learn_from_severity, kw)
+
+    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
+    if train > 0 and P_local:
+        idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
+        w, _, loss = self_train(rep, w, epochs=train, generator=KeyedStream(seed, g, idx, "train"),
+                                return_state=True, **kw)
+
+    # respawn: divergent and (optionally) zero particles become fresh particles with new ids
+    divergent = ~torch.isfinite(w).all(dim=1) if remove_divergent else torch.zeros(P_local, dtype=torch.bool, device=w.device)
+    zero = _is_zero(rep, w, epsilon) & ~divergent if remove_zero else torch.zeros_like(divergent)
+    dead = divergent | zero  # [P_local]
+    finite = torch.isfinite(loss)
+    stats = torch.stack([dead.sum(), divergent.sum(), zero.sum()]).to(torch.float64)
+    stats = torch.cat([stats, torch.stack([loss[finite].double().sum(), finite.sum().double()])])  # [5]
+    per_rank = shard.all_gather(stats) if shard.world > 1 else stats[None]  # [world, 5]
+    before = int(per_rank[:shard.rank, 0].sum())  # respawned in lower ranks: ids stay global
+    total = per_rank.sum(0)
+    ids = state.ids.clone()
+    n_dead = int(dead.sum())
+    if n_dead:
+        where = dead.nonzero()[:, 0]
+        fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
+        w = w.clone()
+        w[where] = fresh.to(w.dtype)
+        ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
+    events = {"attacks": attacks, "learn_from": learned, "respawned": int(total[0]),
+              "respawned_divergent": int(total[1]), "respawned_zero": int(total[2]),
+              "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan}
+    return SoupState(w, ids, int(state.next_id) + int(total[0]), g + 1), events
