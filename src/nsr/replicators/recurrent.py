@@ -35,7 +35,7 @@ class Recurrent(Replicator):
 
     def samples(self, w):
         self.check_weights(w)
-        seq = w[:, None, :, None]  # [P, 1, T=W, 1]
+        seq = w[:, None, :, None].clone()  # [P, 1, T=W, 1], a copy: w may be updated in place
         return seq, seq.clone()
 
     def _run(self, w, x):

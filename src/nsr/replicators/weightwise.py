@@ -48,7 +48,7 @@ class Weightwise(MLPReplicator):
 
     def samples(self, w):
         self.check_weights(w)
-        return self.encode(w), w[:, :, None]  # [P, W, 4], [P, W, 1]
+        return self.encode(w), w[:, :, None].clone()  # [P, W, 4], [P, W, 1]: copies, not views of w
 
     def apply(self, a, b, generator=None):
         self.check_weights(a, "a")
