@@ -39,7 +39,7 @@ whether the population is in one process or split into contiguous shards over ma
 >>> state = initial_state(rep, size=5, seed=0)
 >>> state, events = generation_step(rep, state, seed=0, attacking_rate=0.5, train=1)
 >>> state.weights.shape, state.generation, sorted(events)
-(torch.Size([5, 14]), 1, ['attacks', 'learn_from', 'loss', 'respawned', 'respawned_divergent', 'respawned_zero'])
+(torch.Size([5, 14]), 1, ['attacks', 'learn_from', 'loss', 'particle_loss', 'respawned', 'respawned_divergent', 'respawned_zero'])
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ from nsr.random import KeyedStream, random_indices
 from nsr.training import check_hyperparameters, learn_from, self_train
 
 __all__ = ["SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
-           "attack_assignment", "learn_from_assignment", "generation_step", "PHASE_TAGS"]
+           "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS"]
 
 # the tags of the keyed random streams, one per use
 PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
@@ -180,10 +180,13 @@ def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generati
     return learns, teacher + (teacher >= idx).long()
 
 
-def _gather_rows(shard: Shard, local: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+def gather_rows(shard: Shard, local: torch.Tensor, needed: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Rows of the whole population marked in ``needed`` (BoolTensor[P], known on every process),
-    in global index order. ``local`` is this process's ``[P_local, ...]`` slice."""
+    in global index order (``needed=None``: all of them). ``local`` is this process's ``[P_local, ...]`` slice.
+    A collective: every process of a sharded soup calls it together."""
     b = shard.bounds
+    if needed is None:
+        needed = torch.ones(shard.size, dtype=torch.bool, device=local.device)
     counts = [int(needed[b[r]:b[r + 1]].sum()) for r in range(shard.world)]
     mine = local[needed[shard.start:shard.stop]]  # [counts[rank], ...]
     if shard.world == 1:
@@ -205,7 +208,7 @@ def _attack_phase(rep, w, shard, seed, generation, attacking_rate):
     if not bool(attacks.any()):
         return w, 0
     attackers = attacks.nonzero()[:, 0]  # [A] global indices, ascending
-    genomes = _gather_rows(shard, w, attacks)  # [A, W] the attackers' genomes at the phase start
+    genomes = gather_rows(shard, w, attacks)  # [A, W] the attackers' genomes at the phase start
     live = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not attack
     attackers, genomes = attackers[live], genomes[live]
     if attackers.numel() == 0:
@@ -235,7 +238,7 @@ def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity
     needed = torch.zeros(P, dtype=torch.bool, device=w.device)
     needed[teacher[learns]] = True
     teachers = needed.nonzero()[:, 0]  # [T] global indices, ascending
-    genomes = _gather_rows(shard, w, needed)  # [T, W] teachers after the attack phase
+    genomes = gather_rows(shard, w, needed)  # [T, W] teachers after the attack phase
     live_teacher = torch.zeros(P, dtype=torch.bool, device=w.device)
     live_teacher[teachers] = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not teach
     learns = learns & live_teacher[teacher]
@@ -268,7 +271,8 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     synchronous (see the module docstring). Returns the new state and the generation's events,
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
     ``respawned_divergent`` and ``respawned_zero``) and ``loss``, the mean self-training loss of
-    the finite particles (NaN without self-training).
+    the finite particles (NaN without self-training); and ``particle_loss``, this process's
+    particles' self-training losses ``[P_local]`` (NaN for respawned slots).
 
     ``state`` holds this process's particles; ``shard`` says which (``None``: all of them).
     Every process of a sharded soup must call this together (it gathers partners' genomes).
@@ -316,7 +320,9 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
         w = w.clone()
         w[where] = fresh.to(w.dtype)
         ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
+        loss = loss.clone()
+        loss[where] = math.nan  # the slot holds a new particle, not yet trained
     events = {"attacks": attacks, "learn_from": learned, "respawned": int(total[0]),
               "respawned_divergent": int(total[1]), "respawned_zero": int(total[2]),
-              "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan}
+              "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss}
     return SoupState(w, ids, int(state.next_id) + int(total[0]), g + 1), events
