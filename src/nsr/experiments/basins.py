@@ -1,0 +1,172 @@
+"""Basins of attraction (the journal extension): do noisy clones of a trained fixpoint, trained on,
+return to their parent?
+
+    nsr experiment basins                    # 10 parents x 10 clones x noise 1e-1..1e-9
+    nsr experiment basins --dtype float64    # noise below float32 resolution made visible
+
+Self-train random weightwise networks; the non-trivial fixpoints among them are the parents. Each
+parent gets clones with noise +-U(0,1)*10^-k per weight; the clones (and the parents, for their own
+drift) self-train on. Distances to the parent as it was when cloned, before and after: mean absolute,
+mean squared, and the permutation-invariant mean Manhattan distance over sorted weights.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from nsr.experiments import figures, published
+from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, make_replicator,
+                                  noise_scales, nonnegative_float, nonnegative_int, positive_int, stream)
+from nsr.experiments.fixpoint_classes import train_epochs
+from nsr.experiments.robustness import exponent, noise_label
+from nsr.fixpoints import FixpointClass, classify
+from nsr.training import add_noise
+
+BASIN_CLASSES = ("approaching", "distancing", "stationary")
+
+
+# ---- distances: [N, W] x [N, W] -> [N] ------------------------------------------------------------------
+def mean_absolute(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().mean(dim=1)
+
+
+def mean_squared(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).pow(2).mean(dim=1)
+
+
+def sorted_manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Permutation-invariant mean Manhattan distance: mean |a_(i) - b_(i)| over the sorted weights, 0 for
+    genomes holding the same values in different positions."""
+    return (a.sort(dim=1).values - b.sort(dim=1).values).abs().mean(dim=1)
+
+
+METRICS = {"mae": mean_absolute, "mse": mean_squared, "mim": sorted_manhattan}
+
+
+def basin_classes(before: torch.Tensor, after: torch.Tensor, rtol: float, atol: float) -> torch.Tensor:
+    """``LongTensor[N]``: 0 approaching (after < before - tol), 1 distancing (after > before + tol),
+    2 stationary (within tol = rtol * before + atol). Non-finite distances count as distancing."""
+    tol = rtol * before + atol
+    c = torch.full(before.shape, 2, dtype=torch.long)
+    c[after < before - tol] = 0
+    c[(after > before + tol) | ~torch.isfinite(after)] = 1
+    return c
+
+
+def _args(p):
+    add_common(p, 10, "clones per parent and noise scale")
+    p.add_argument("--parents", type=positive_int, default=10,
+                   help="random weightwise networks self-trained into parents (the non-trivial fixpoints among "
+                        "them are used) (default 10)")
+    p.add_argument("--noise", type=noise_scales, default=[10.0 ** -k for k in range(1, 10)],
+                   help="noise scales: exponents 1..9 (the default) or a list like 1e-2,1e-4")
+    p.add_argument("--epochs", type=nonnegative_int, default=2500, help="self-training epochs of the parents (default 2500)")
+    p.add_argument("--clone-epochs", type=nonnegative_int, default=2500,
+                   help="self-training epochs of the clones after cloning (default 2500)")
+    add_training(p, lr=0.04, batch=None, mom=0.0)
+    p.add_argument("--metric", choices=tuple(METRICS), default="mim",
+                   help="distance that classifies a clone approaching / distancing / stationary (default mim, "
+                        "the permutation-invariant mean Manhattan distance)")
+    p.add_argument("--rtol", type=nonnegative_float, default=0.05,
+                   help="stationary when |after - before| <= rtol * before + atol (default 0.05)")
+    p.add_argument("--atol", type=nonnegative_float, default=0.0, help="see --rtol (default 0)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="weights' precision (default float32, as published)")
+
+
+def basins(rep, parents, scales, clones, epochs, lr, batch_size, momentum, make_stream, tick=None):
+    """Clone every parent of ``parents`` ``[F, W]`` ``clones`` times per scale (noise +-U(0,1)*scale),
+    self-train clones and parents ``epochs`` epochs in one population. Returns ``(before, after,
+    parents_after)``: clones before ``[S, clones, F, W]`` and after training, parents after ``[F, W]``."""
+    F, W = parents.shape
+    S = len(scales)
+    base = parents[None, None].expand(S, clones, F, W).reshape(-1, W)  # [S * clones * F, W]
+    s = torch.tensor([float(x) for x in scales], dtype=parents.dtype).repeat_interleave(clones * F)[:, None]
+    noisy = base + add_noise(torch.zeros_like(base), 1.0, make_stream("noise", len(base))) * s
+    pop = torch.cat([noisy, parents])  # the parents train on beside their clones
+    pop = train_epochs(rep, pop, epochs, lr, batch_size, momentum, make_stream("train", len(pop)),
+                       (lambda e, st: tick(1)) if tick else None)
+    return noisy.view(S, clones, F, W), pop[:-F].view(S, clones, F, W), pop[-F:]
+
+
+@experiment("basins", "journal extension: clones of trained fixpoints at noise 1e-1..1e-9, trained on", _args)
+def run_basins(args, folder) -> Report:
+    """Noisy clones of trained fixpoints, trained on: distances to the parent before and after; each
+    clone classified approaching / distancing / stationary."""
+    dtype = getattr(torch, args.dtype)
+    rep = make_replicator("weightwise", args)
+    ids = torch.arange(args.parents)
+    w = rep.init(args.parents, generator=stream(args, "parents/init", ids)).to(dtype)
+    with bar(args, args.epochs + args.clone_epochs, "basins") as pbar:
+        w = train_epochs(rep, w, args.epochs, args.lr, args.batch_size, args.momentum,
+                         stream(args, "parents/train", ids), lambda e, st: pbar.update(1))
+        fix = classify(rep, w, args.epsilon, args.second_order) == FixpointClass.NONTRIVIAL
+        if not fix.any():
+            raise ValueError(f"parents: none of the {args.parents} self-trained networks became a non-trivial "
+                             "fixpoint; raise --epochs or --parents")
+        parents = w[fix]  # [F, W]
+        F = len(parents)
+        before, after, parents_after = basins(
+            rep, parents, args.noise, args.trials, args.clone_epochs, args.lr, args.batch_size, args.momentum,
+            lambda tag, n: stream(args, f"clones/{tag}", torch.arange(n)), pbar.update)
+    ref = parents[None, None].expand_as(before)
+    S, C = before.shape[:2]
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
+    d_before = {m: f(flat(before), flat(ref)).view(S, C * F) for m, f in METRICS.items()}
+    d_after = {m: f(flat(after), flat(ref)).view(S, C * F) for m, f in METRICS.items()}
+    drift = {m: f(parents_after, parents) for m, f in METRICS.items()}  # the parents' own movement [F]
+    cls_after = classify(rep, flat(after), args.epsilon, args.second_order).view(S, C * F)
+    rows, table, groups_before, groups_after = [], [], [], []
+    for i, sc in enumerate(args.noise):
+        bc = basin_classes(d_before[args.metric][i], d_after[args.metric][i], args.rtol, args.atol)
+        row = {"noise": sc, "parents": F, "clones": C * F}
+        for m in METRICS:
+            row[f"{m}_before"] = float(d_before[m][i].double().mean())
+            row[f"{m}_after"] = float(d_after[m][i].double().mean())
+        for j, name in enumerate(BASIN_CLASSES):
+            row[name] = float((bc == j).double().mean())
+        row["returned"] = float((d_after["mae"][i] == 0).double().mean())
+        row["nontrivial_after"] = float((cls_after[i] == FixpointClass.NONTRIVIAL).double().mean())
+        row[f"parent_drift_{args.metric}"] = float(drift[args.metric].double().mean())
+        rows.append(row)
+        folder.log_scalars("basins", row, exponent(sc))
+        k = exponent(sc)
+        finding = ("nearly all approach" if k in (1, 2, 3) else "most drift or stay put" if k in (7, 8, 9) else "-")
+        table.append([noise_label(sc), f"{C * F}", fmt_share(row["approaching"]), fmt_share(row["distancing"]),
+                      fmt_share(row["stationary"]), f"{row[args.metric + '_before']:.3g} -> {row[args.metric + '_after']:.3g}",
+                      fmt_share(row["returned"]), finding])
+        groups_before.append((noise_label(sc), np.log10(d_before[args.metric][i].double().clamp_min(1e-30).numpy())))
+        groups_after.append((noise_label(sc), np.log10(d_after[args.metric][i].double().clamp_min(1e-30).numpy())))
+    near = [r for r in rows if exponent(r["noise"]) in (1, 2, 3)]
+    far = [r for r in rows if exponent(r["noise"]) in (7, 8, 9)]
+    notes = [f"Published finding: {published.BASINS}.",
+             f"Ours: at 1e-1..1e-3 {np.mean([r['approaching'] for r in near]):.2f} of the clones approach the parent; "
+             f"at 1e-7..1e-9 {np.mean([r['distancing'] + r['stationary'] for r in far]):.2f} drift away or stay put; "
+             f"{np.mean([r['returned'] for r in rows]):.2f} return exactly to the parent." if near and far else
+             "Ours: see the table (the published finding concerns noise 1e-1..1e-3 and 1e-7..1e-9).",
+             f"A clone is approaching when its {args.metric} distance to the parent (as cloned) shrinks by more "
+             f"than rtol {args.rtol:g} * before + atol {args.atol:g}, distancing when it grows by more, stationary "
+             f"otherwise. The parents trained on beside their clones moved {float(drift[args.metric].double().mean()):.3g} "
+             f"({args.metric}) from where they were: a trained fixpoint keeps drifting slowly along a set of "
+             "fixpoints, which is why clones of tiny noise drift too.",
+             f"{F} of {args.parents} self-trained networks ({args.epochs} epochs) were non-trivial fixpoints (parents). "
+             f"Training: SGD lr {args.lr}, batch size {args.batch_size or 'full'}, momentum {args.momentum} (the "
+             "journal's code: full batch, lr 0.04, a fresh SGD optimizer per step, so no momentum in effect; "
+             "2500 + 2500 steps, a handful of clones of two parents).",
+             f"Precision: {args.dtype}. In float32, noise below ~1e-7 of a weight's size is rounded away; "
+             "some clones of 1e-8..1e-9 start exactly at the parent (distance 0 before)."]
+    figs = {f"distance_before": figures.box_plots(groups_before, f"clones before training: log10 {args.metric} to parent",
+                                                  f"log10 {args.metric}"),
+            f"distance_after": figures.box_plots(groups_after, f"clones after {args.clone_epochs} epochs: log10 "
+                                                 f"{args.metric} to parent", f"log10 {args.metric}"),
+            "basin_classes": figures.sweep_lines("noise exponent k (10^-k)", "share of clones", "basins",
+                                                 {n: ([exponent(r["noise"]) for r in rows], [r[n] for r in rows])
+                                                  for n in BASIN_CLASSES})}
+    return Report(rows, ["noise", "clones", "approaching", "distancing", "stationary",
+                         f"{args.metric} before -> after (mean)", "returned exactly", "published finding"],
+                  table, notes, figs,
+                  {"parents": (f"{F} (of {args.parents} trained)", "2 (journal code)"),
+                   "clones per parent and noise": (args.trials, "5 (journal code)"),
+                   "epochs parent / clones": (f"{args.epochs} / {args.clone_epochs}", "2500 / 2500"),
+                   "noise": (",".join(noise_label(s) for s in args.noise), "1e-1..1e-9")})

@@ -1,0 +1,180 @@
+"""Robustness of fixpoints to noise: time to vergence and time as fixpoint.
+
+    nsr experiment robustness                 # hand-built fixpoint + 10 trained ones, noise 1e0..1e-9
+    nsr experiment robustness --trained 0     # the published test only
+
+Clones of a fixpoint get noise +-U(0,1)*s per weight and are self-applied up to 100 times; all
+clones of all scales and parents are one population.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from nsr.experiments import figures, published
+from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, make_replicator, noise_scales,
+                                  nonnegative_int, positive_int, stream)
+from nsr.experiments.fixpoint_classes import train_epochs
+from nsr.fixpoints import FixpointClass, classify, is_fixpoint, vergence_times
+from nsr.training import add_noise
+
+
+def exponent(scale: float) -> int:
+    """k for noise 10^-k."""
+    return int(round(-math.log10(scale)))
+
+
+def noise_label(scale: float) -> str:
+    k = exponent(scale)
+    return f"1e-{k}" if abs(scale - 10.0 ** -k) < 1e-3 * scale else f"{scale:g}"
+
+
+def time_clones(rep, parents: torch.Tensor, scales, trials: int, max_steps: int, epsilon: float, generator):
+    """The paper's robustness test for every parent genome of ``parents`` ``[F, W]``: ``trials`` clones
+    per parent and scale, noise +-U(0,1)*scale per weight, self-applied up to ``max_steps`` times.
+
+    Returns ``{scale: dict}`` with ``LongTensor[trials * F]`` entries:
+    - ``time_to_vergence``: self-applications until the clone became zero or divergent (counted from 1;
+      ``max_steps`` if neither), and ``time_as_fixpoint``: how many of the genomes before that (the
+      clone itself included) were non-trivial fixpoints (:func:`nsr.fixpoints.vergence_times`);
+    - ``*_paper``: the same counted as the published code did: the self-applications survived before
+      vergence, and fixpoint checks after each self-application only (the clone itself not included).
+    """
+    F, W = parents.shape
+    S = len(scales)
+    clones = parents[None, None].expand(S, trials, F, W).reshape(-1, W)  # [S * trials * F, W]
+    s = torch.tensor([float(x) for x in scales], dtype=parents.dtype).repeat_interleave(trials * F)[:, None]
+    noisy = clones + add_noise(torch.zeros_like(clones), 1.0, generator) * s  # each clone at its own scale
+    ttv, taf = vergence_times(rep, noisy, max_steps=max_steps, epsilon=epsilon)
+    fix0 = is_fixpoint(rep, noisy, epsilon).long()  # the clone itself still a fixpoint
+    ttv_paper = torch.where(ttv < max_steps, ttv - 1, ttv)
+    taf_paper = taf - fix0
+    n = trials * F
+    out = {}
+    for i, sc in enumerate(scales):
+        sl = slice(i * n, (i + 1) * n)
+        out[sc] = {"time_to_vergence": ttv[sl], "time_as_fixpoint": taf[sl],
+                   "time_to_vergence_paper": ttv_paper[sl], "time_as_fixpoint_paper": taf_paper[sl]}
+    return out
+
+
+def stats(v: torch.Tensor) -> tuple[float, float, float, float]:
+    """(mean, median, min, max) of integer times ``v``."""
+    a = v.double().numpy()
+    return float(a.mean()), float(np.median(a)), float(a.min()), float(a.max())
+
+
+def fmt_stats(st) -> str:
+    mean, med, lo, hi = st
+    return f"{mean:.2f}, {med:g} [{lo:g}-{hi:g}]"
+
+
+def _args(p):
+    add_common(p, 100, "noisy clones per fixpoint and noise scale")
+    p.add_argument("--noise", type=noise_scales, default=[10.0 ** -k for k in range(10)],
+                   help="noise scales: exponents 0..9 (10^0..10^-9, the default) or a list like 1e-1,1e-5")
+    p.add_argument("--max-steps", type=positive_int, default=100, help="self-applications at most (default 100)")
+    p.add_argument("--trained", type=nonnegative_int, default=10,
+                   help="also test fixpoints found by self-training this many random weightwise networks "
+                        "(the non-trivial ones among them); 0: only the hand-built fixpoint (default 10)")
+    p.add_argument("--epochs", type=nonnegative_int, default=1000,
+                   help="self-training epochs of the trained fixpoints (default 1000)")
+    add_training(p)
+
+
+@experiment("robustness", "noisy clones of the hand-built and of trained weightwise fixpoints, noise 1e0..1e-9", _args)
+def run_robustness(args, folder) -> Report:
+    """Noisy clones of the hand-built weightwise fixpoint (and of trained ones) self-applied until they
+    become zero or divergent: time to vergence and time as fixpoint per noise scale."""
+    if args.activation not in ("linear", "relu"):
+        raise ValueError(f"activation: the hand-built fixpoint needs 'linear' or 'relu', got {args.activation!r}")
+    rep = make_replicator("weightwise", args)
+    pub = published.ROBUSTNESS
+    sources = {"hand_built": rep.identity_genome()}
+    trained_note = ""
+    if args.trained:
+        ids = torch.arange(args.trained)
+        w = rep.init(args.trained, generator=stream(args, "trained/init", ids))
+        with bar(args, args.epochs, "training fixpoints") as pbar:
+            w = train_epochs(rep, w, args.epochs, args.lr, args.batch_size, args.momentum,
+                             stream(args, "trained/train", ids), lambda e, st: pbar.update(1))
+        fix = classify(rep, w, args.epsilon, args.second_order) == FixpointClass.NONTRIVIAL
+        trained_note = (f"{int(fix.sum())} of {args.trained} self-trained networks ({args.epochs} epochs) became "
+                        "non-trivial fixpoints; each gets the same clones per scale as the hand-built one.")
+        if fix.any():
+            sources["trained"] = w[fix]
+    rows, table, results = [], [], {}
+    with bar(args, len(sources), "robustness") as pbar:
+        for src, parents in sources.items():
+            results[src] = time_clones(rep, parents, args.noise, args.trials, args.max_steps, args.epsilon,
+                                       stream(args, f"{src}/noise", torch.arange(len(args.noise) * args.trials * len(parents))))
+            pbar.update(1)
+    for src, res in results.items():
+        for sc, r in res.items():
+            row = {"source": src, "noise": sc, "parents": len(sources[src]), "clones": len(r["time_to_vergence"])}
+            for key in ("time_to_vergence", "time_as_fixpoint", "time_to_vergence_paper", "time_as_fixpoint_paper"):
+                mean, med, lo, hi = stats(r[key])
+                row.update({key: mean, f"{key}_median": med, f"{key}_min": lo, f"{key}_max": hi})
+            row["unverged"] = float((r["time_to_vergence_paper"] >= args.max_steps).double().mean())
+            rows.append(row)
+            tag = "robustness" if src == "hand_built" else f"robustness/{src}"
+            folder.writer.add_scalar(f"{tag}/time_to_vergence/{noise_label(sc)}", row["time_to_vergence"], 0)
+            folder.writer.add_scalar(f"{tag}/time_as_fixpoint/{noise_label(sc)}", row["time_as_fixpoint"], 0)
+            folder.log_scalars(f"{tag}/by_exponent", {k: row[k] for k in ("time_to_vergence", "time_as_fixpoint")},
+                               exponent(sc))
+
+    def table_for(src):
+        out = []
+        for sc, r in results[src].items():
+            k = exponent(sc)
+            has_pub = src == "hand_built" and abs(sc - 10.0 ** -k) < 1e-3 * sc and k in pub["time_to_vergence"]
+            out.append([noise_label(sc), fmt_stats(stats(r["time_to_vergence_paper"])),
+                        fmt_stats(pub["time_to_vergence"][k]) if has_pub else "-",
+                        fmt_stats(stats(r["time_as_fixpoint_paper"])),
+                        fmt_stats(pub["time_as_fixpoint"][k]) if has_pub else "-",
+                        fmt_stats(stats(r["time_to_vergence"])), fmt_stats(stats(r["time_as_fixpoint"]))])
+        return out
+
+    headers = ["noise", "time to vergence (published count)", "published", "time as fixpoint (published count)",
+               "published", "time to vergence (from 1)", "time as fixpoint (incl. clone)"]
+    table = table_for("hand_built")
+    extra = ""
+    if "trained" in results:
+        from nsr.experiments.runfolder import markdown_table
+
+        extra = ("## Trained fixpoints (no published numbers)\n\n" + trained_note + "\n\n"
+                 + markdown_table(headers, table_for("trained")))
+    hb = [r for r in rows if r["source"] == "hand_built"]
+    order = sorted(hb, key=lambda r: -r["noise"])  # noise shrinking
+    grows = lambda key: all(b[key] >= a[key] - 1e-9 for a, b in zip(order, order[1:]))  # noqa: E731
+    notes = [
+        "Times are mean, median [min-max] over the clones. 'Published count' counts as the published code did: "
+        "the self-applications a clone survived before it became zero or divergent, and the fixpoint checks made "
+        "after each self-application (the noisy clone itself is not checked). nsr's vergence_times counts the "
+        "self-application that verged (one more) and includes the clone itself (one more where the clone is "
+        "still a fixpoint, i.e. noise <= ~1e-5). The published count fits the published numbers; the count "
+        "from 1 is off by one at every scale.",
+        f"Both times grow as the noise shrinks (hand-built, means): time to vergence "
+        f"{'yes' if grows('time_to_vergence') else 'NO'}, time as fixpoint {'yes' if grows('time_as_fixpoint') else 'NO'}.",
+        "At 1e0 the published mean (3.63) is below ours: with noise of the size of the weights the outcome "
+        "depends on the exact noise distribution and on float32 rounding; the published test drew the sign and "
+        "the magnitude from Python's random, ours from counter-based streams.",
+        f"Our clones: {args.trials} per scale (published 100), up to {args.max_steps} self-applications (published 100).",
+    ]
+    if trained_note:
+        notes.append(trained_note)
+    figs = {}
+    for key, label in (("time_to_vergence", "time to vergence"), ("time_as_fixpoint", "time as fixpoint")):
+        for src, res in results.items():
+            groups = [(noise_label(sc), r[f"{key}_paper"].numpy()) for sc, r in res.items()]
+            pubm = None
+            if src == "hand_built":
+                pubm = [pub[key][exponent(sc)][0] if exponent(sc) in pub[key] else None for sc in res]
+            figs[f"{key}_{src}"] = figures.box_plots(groups, f"{src.replace('_', '-')} fixpoint: {label} "
+                                                     "(published count)", label, pubm)
+    return Report(rows, headers, table, notes, figs,
+                  {"clones per noise scale": (args.trials, pub["trials"]),
+                   "self-applications at most": (args.max_steps, pub["max_steps"]),
+                   "noise scales": (",".join(noise_label(s) for s in args.noise), "1e0..1e-9")}, extra)
