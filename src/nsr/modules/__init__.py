@@ -1,0 +1,6 @@
+"""The LightningModules of nsr. Each exposes ``replicator``, ``epsilon``, ``population`` (this
+process's ``[P_local, W]`` genomes, detached), ``gather_population()`` (the whole ``[P, W]``) and
+``particle_ids``, which is all the callbacks in ``nsr.callbacks`` rely on."""
+from nsr.modules.replicator import PopulationSGD, ReplicatorModule
+
+__all__ = ["ReplicatorModule", "PopulationSGD"]
