@@ -126,7 +126,9 @@ def run_basins(args, folder) -> Report:
             row[f"{m}_after"] = float(d_after[m][i].double().mean())
         for j, name in enumerate(BASIN_CLASSES):
             row[name] = float((bc == j).double().mean())
-        row["returned"] = float((d_after["mae"][i] == 0).double().mean())
+        moved = d_before["mae"][i] > 0  # clones whose noise survived float rounding
+        row["unperturbed"] = float((~moved).double().mean())
+        row["returned"] = float(((d_after["mae"][i] == 0) & moved).double().mean())
         row["nontrivial_after"] = float((cls_after[i] == FixpointClass.NONTRIVIAL).double().mean())
         row[f"parent_drift_{args.metric}"] = float(drift[args.metric].double().mean())
         rows.append(row)
@@ -135,7 +137,7 @@ def run_basins(args, folder) -> Report:
         finding = ("nearly all approach" if k in (1, 2, 3) else "most drift or stay put" if k in (7, 8, 9) else "-")
         table.append([noise_label(sc), f"{C * F}", fmt_share(row["approaching"]), fmt_share(row["distancing"]),
                       fmt_share(row["stationary"]), f"{row[args.metric + '_before']:.3g} -> {row[args.metric + '_after']:.3g}",
-                      fmt_share(row["returned"]), finding])
+                      fmt_share(row["returned"]), fmt_share(row["unperturbed"]), finding])
         groups_before.append((noise_label(sc), np.log10(d_before[args.metric][i].double().clamp_min(1e-30).numpy())))
         groups_after.append((noise_label(sc), np.log10(d_after[args.metric][i].double().clamp_min(1e-30).numpy())))
     near = [r for r in rows if exponent(r["noise"]) in (1, 2, 3)]
@@ -154,8 +156,10 @@ def run_basins(args, folder) -> Report:
              f"Training: SGD lr {args.lr}, batch size {args.batch_size or 'full'}, momentum {args.momentum} (the "
              "journal's code: full batch, lr 0.04, a fresh SGD optimizer per step, so no momentum in effect; "
              "2500 + 2500 steps, a handful of clones of two parents).",
-             f"Precision: {args.dtype}. In float32, noise below ~1e-7 of a weight's size is rounded away; "
-             "some clones of 1e-8..1e-9 start exactly at the parent (distance 0 before)."]
+             f"Precision: {args.dtype}. In float32, noise below ~1e-7 of a weight's size is rounded away: "
+             "'unperturbed' clones start exactly at the parent (distance 0 before) and then train exactly like "
+             "it; 'returned exactly' counts only clones that started away from the parent and came back to it "
+             "bit for bit. With --dtype float64 every clone is perturbed."]
     figs = {f"distance_before": figures.box_plots(groups_before, f"clones before training: log10 {args.metric} to parent",
                                                   f"log10 {args.metric}"),
             f"distance_after": figures.box_plots(groups_after, f"clones after {args.clone_epochs} epochs: log10 "
@@ -164,7 +168,7 @@ def run_basins(args, folder) -> Report:
                                                  {n: ([exponent(r["noise"]) for r in rows], [r[n] for r in rows])
                                                   for n in BASIN_CLASSES})}
     return Report(rows, ["noise", "clones", "approaching", "distancing", "stationary",
-                         f"{args.metric} before -> after (mean)", "returned exactly", "published finding"],
+                         f"{args.metric} before -> after (mean)", "returned exactly", "unperturbed", "published finding"],
                   table, notes, figs,
                   {"parents": (f"{F} (of {args.parents} trained)", "2 (journal code)"),
                    "clones per parent and noise": (args.trials, "5 (journal code)"),

@@ -100,15 +100,20 @@ class RunFolder:
         return self.write_text(filename, csv_text(rows))
 
     def save_figure(self, stem: str, fig) -> Path:
-        """``stem.png`` in the run folder, and the same figure in TensorBoard under ``figures/stem``."""
+        """``stem.png`` in the run folder, and the same image in TensorBoard under ``figures/stem``
+        (rendered once)."""
         import matplotlib.pyplot as plt
+        import numpy as np
+        from PIL import Image
 
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
         p = self.path / f"{stem}.png"
         atomic_write(p, buf.getvalue())
-        self.writer.add_figure(f"figures/{stem}", fig, close=False)
-        plt.close(fig)
+        buf.seek(0)
+        rgb = np.asarray(Image.open(buf).convert("RGB"))  # [H, W, 3]
+        self.writer.add_image(f"figures/{stem}", rgb, 0, dataformats="HWC")
         return p
 
     def log_scalars(self, prefix: str, row: dict, step: int = 0) -> None:

@@ -1,1 +1,278 @@
-"""Soup experiments (learn_from_soup, mixed_soup, soup_trajectories)."""
+"""Soup experiments: learn_from_soup, mixed_soup, soup_trajectories.
+
+    nsr experiment learn_from_soup       # 10 soups of 10 per severity 0, 10, ..., 100; 100 generations
+    nsr experiment mixed_soup            # 10 soups of 10 per train 0, 10, ..., 100; 5 generations
+    nsr experiment soup_trajectories     # a soup of 20, attack 0.1, train 30, 100 generations; PCA figures
+
+The soups evolve with :func:`nsr.soup.generation_step` (synchronous generations). Its partners are
+drawn from the whole population, so independent soups cannot share one population yet: each soup
+runs on its own (:func:`evolve_soups` is the one place that changes once soups can be grouped).
+"""
+from __future__ import annotations
+
+
+import torch
+
+from nsr.experiments import figures, published
+from nsr.experiments.base import (Report, add_common, add_training, architectures, bar, experiment, fmt_share,
+                                  list_of, make_replicator, nonnegative_int, positive_int, probability, versus)
+from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, shares
+from nsr.soup import generation_step, initial_state
+
+
+def soup_seed(seed: int, soup: int) -> int:
+    """The seed of soup number ``soup`` of a run: soup i starts from the same particles in every setting
+    of a sweep (common random numbers), and different ``--seed`` values never share a soup."""
+    return seed * 100_003 + soup
+
+
+def evolve_soups(rep, soups: int, size: int, generations: int, seed: int, step: dict, tick=None, record=False):
+    """``soups`` independent soups of ``size`` particles, each evolved ``generations`` generations of
+    :func:`nsr.soup.generation_step` with the keyword arguments ``step``.
+
+    Returns ``(weights [soups, size, W], events)`` and with ``record=True`` also the trajectories
+    ``(weights [soups, generations + 1, size, W], ids [soups, generations + 1, size])``; ``events``
+    sums the per-generation event counts over the soups, a list of dicts.
+    """
+    finals, traj, ids, events = [], [], [], [dict() for _ in range(generations)]
+    for s in range(soups):
+        state = initial_state(rep, size, seed=soup_seed(seed, s))
+        tw, ti = [state.weights], [state.ids]
+        for g in range(generations):
+            state, ev = generation_step(rep, state, seed=soup_seed(seed, s), **step)
+            for k in ("attacks", "learn_from", "respawned"):
+                events[g][k] = events[g].get(k, 0) + ev[k]
+            if record:
+                tw.append(state.weights)
+                ti.append(state.ids)
+            if tick:
+                tick(1)
+        finals.append(state.weights)
+        if record:
+            traj.append(torch.stack(tw))
+            ids.append(torch.stack(ti))
+    out = (torch.stack(finals), events)
+    if record:
+        out += (torch.stack(traj), torch.stack(ids))
+    return out
+
+
+def per_soup(classes: torch.Tensor) -> dict:
+    """Mean count per soup of every class, from ``classes`` ``[soups, size]``."""
+    return {c: float((classes == int(k)).sum(dim=1).double().mean()) for c, k in zip(CLASS_NAMES, FixpointClass)}
+
+
+def _common_soup(p, soups, particles):
+    add_common(p, soups, "soups per setting")
+    p.add_argument("--particles", type=positive_int, default=particles, help=f"particles per soup (default {particles})")
+    add_training(p)
+    p.add_argument("--remove-divergent", action="store_true", help="respawn divergent particles (default off, as published)")
+    p.add_argument("--remove-zero", action="store_true", help="respawn zero fixpoints (default off, as published)")
+
+
+def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontrivial, pub_zero, tag):
+    """Run ``args.trials`` soups per value of ``param``; rows, table rows and the line series."""
+    rep = make_replicator(arch, args)
+    rows, table, ys_nt, ys_zero = [], [], [], []
+    with bar(args, args.trials * generations * len(values), f"{tag} {arch}") as pbar:
+        for i, v in enumerate(values):
+            w, events = evolve_soups(rep, args.trials, args.particles, generations, args.seed, step_for(v), pbar.update)
+            c = classify(rep, w.reshape(-1, w.shape[-1]), args.epsilon, args.second_order).view(args.trials, -1)
+            s, ps = shares(c), per_soup(c)
+            row = {"architecture": arch, param: v, "soups": args.trials, "particles": args.particles, **s,
+                   "nontrivial_per_soup": ps["nontrivial"], "zero_per_soup": ps["zero"],
+                   "events_attacks": sum(e.get("attacks", 0) for e in events) / args.trials,
+                   "events_learn_from": sum(e.get("learn_from", 0) for e in events) / args.trials}
+            rows.append(row)
+            folder.log_scalars(f"{tag}/{arch}", row, v)
+            t_nt = pub_nontrivial[i] if pub_nontrivial is not None and i < len(pub_nontrivial) else None
+            t_z = pub_zero[i] if pub_zero is not None and i < len(pub_zero) else None
+            table.append([arch, v, f"{args.trials} x {args.particles}", versus(ps["nontrivial"], t_nt),
+                          "" if t_nt is None else f"{ps['nontrivial'] - t_nt:+.2f}", versus(ps["zero"], t_z),
+                          fmt_share(ps["divergent"]), fmt_share(ps["other"])])
+            ys_nt.append(ps["nontrivial"])
+            ys_zero.append(ps["zero"])
+    return rows, table, ys_nt, ys_zero
+
+
+def _soup_notes(args):
+    return [
+        "Counts are per soup (mean over the soups), ours / published.",
+        "Our soups are synchronous: every phase of a generation reads the genomes as they were when the phase "
+        "began, partners are always other particles, and a divergent particle neither attacks nor teaches. The "
+        "published code walked through the particles one after another (particle i saw particles < i already "
+        "updated, and could pick itself as partner).",
+        f"Soups per setting: {args.trials} (published 10). With 10 soups the standard error of a per-soup mean is "
+        "about a third of the spread between soups, so neighbouring settings of the published curve differ by "
+        "noise too.",
+    ]
+
+
+# ---- learn_from_soup --------------------------------------------------------------------------------
+def _lf_args(p):
+    _common_soup(p, 10, 10)
+    p.add_argument("--generations", type=positive_int, default=100, help="generations per soup (default 100)")
+    p.add_argument("--learn-from-rate", type=probability, default=0.1,
+                   help="probability that a particle learns from another per generation (default 0.1)")
+    p.add_argument("--severities", type=list_of(nonnegative_int, "epoch counts"), default=[10 * i for i in range(11)],
+                   help="comma-separated learn_from severities (epochs) (default 0,10,...,100)")
+    p.add_argument("--train", type=nonnegative_int, default=0, help="self-training epochs per generation (default 0)")
+    p.add_argument("--architecture", choices=("weightwise", "aggregating", "recurrent"), default="weightwise",
+                   help="replicator of the soups (default weightwise, as published)")
+
+
+@experiment("learn_from_soup", "soups where particles learn from each other; learn_from severity swept", _lf_args)
+def run_learn_from_soup(args, folder) -> Report:
+    """Soups of particles that, with probability learn_from_rate per generation, train learn_from
+    severity epochs on another particle's samples; non-trivial fixpoints per soup at the end."""
+    pub = published.LEARN_FROM_SOUP
+    sev = list(args.severities)
+    pub_nt = [pub["nontrivial_per_soup"][pub["severities"].index(s)] if s in pub["severities"] else None for s in sev]
+    pub_z = [0.0 if s in pub["severities"] else None for s in sev]
+
+    def step_for(s):
+        return dict(learn_from_rate=args.learn_from_rate, learn_from_severity=s, train=args.train, lr=args.lr,
+                    batch_size=args.batch_size, momentum=args.momentum, remove_divergent=args.remove_divergent,
+                    remove_zero=args.remove_zero, epsilon=args.epsilon)
+
+    rows, table, ys, yz = _sweep(args, folder, args.architecture, "severity", sev, step_for, args.generations,
+                                 pub_nt, pub_z, "learn_from_soup")
+    notes = _soup_notes(args) + [
+        "The published run used sigmoid activations in its code (science notes: linear for every published run; "
+        f"ours: {args.activation}), no self-training (train 0) and no respawning."]
+    fig = figures.sweep_lines("learn_from severity (epochs)", "non-trivial fixpoints per soup", "learn_from soup",
+                              {f"{args.architecture}": (sev, ys)},
+                              {f"{args.architecture}": (pub["severities"], pub["nontrivial_per_soup"])})
+    return Report(rows, ["architecture", "severity", "soups x particles", "non-trivial per soup ours / published",
+                         "difference", "zero per soup ours / published", "divergent per soup", "other per soup"],
+                  table, notes, {"nontrivial_per_soup": fig},
+                  {"soups per severity": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
+                   "generations": (args.generations, pub["generations"]),
+                   "learn_from_rate": (args.learn_from_rate, pub["learn_from_rate"]),
+                   "severities": (",".join(map(str, sev)), "0,10,...,100")})
+
+
+# ---- mixed_soup ------------------------------------------------------------------------------------
+def _ms_args(p):
+    _common_soup(p, 10, 10)
+    p.add_argument("--generations", type=positive_int, default=5, help="generations per soup (default 5)")
+    p.add_argument("--attacking-rate", type=probability, default=0.1,
+                   help="probability that a particle attacks another per generation (default 0.1)")
+    p.add_argument("--trains", type=list_of(nonnegative_int, "epoch counts"), default=[10 * i for i in range(11)],
+                   help="comma-separated self-training epochs per generation (default 0,10,...,100)")
+    p.add_argument("--architectures", type=architectures,
+                   default=["weightwise", "aggregating"],
+                   help="comma-separated architectures (default weightwise,aggregating, as published)")
+
+
+@experiment("mixed_soup", "soups with attacks and self-training; training epochs per generation swept", _ms_args)
+def run_mixed_soup(args, folder) -> Report:
+    """Soups whose particles attack each other (attacking_rate) and self-train t epochs per generation;
+    non-trivial fixpoints per soup after a few generations."""
+    pub = published.MIXED_SOUP
+    trains = list(args.trains)
+    rows, table, series, pub_series = [], [], {}, {}
+    for arch in args.architectures:
+        theirs = pub["nontrivial_per_soup"].get(arch)
+        pub_nt = [theirs[pub["trains"].index(t)] if theirs and t in pub["trains"] else None for t in trains]
+
+        def step_for(t):
+            return dict(attacking_rate=args.attacking_rate, train=t, lr=args.lr, batch_size=args.batch_size,
+                        momentum=args.momentum, remove_divergent=args.remove_divergent,
+                        remove_zero=args.remove_zero, epsilon=args.epsilon)
+
+        r, t, ys, _ = _sweep(args, folder, arch, "trains", trains, step_for, args.generations, pub_nt, None,
+                             "mixed_soup")
+        rows += r
+        table += t
+        series[arch] = (trains, ys)
+        if theirs:
+            pub_series[arch] = (pub["trains"], theirs)
+    notes = _soup_notes(args) + ["Published: weightwise as listed, aggregating 0 throughout (an aggregating "
+                                 "network is practically never a fixpoint weight by weight)."]
+    fig = figures.sweep_lines("self-training epochs per generation", "non-trivial fixpoints per soup", "mixed soup",
+                              series, pub_series)
+    return Report(rows, ["architecture", "trains", "soups x particles", "non-trivial per soup ours / published",
+                         "difference", "zero per soup ours / published", "divergent per soup", "other per soup"],
+                  table, notes, {"nontrivial_per_soup": fig},
+                  {"soups per setting": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
+                   "generations": (args.generations, pub["generations"]),
+                   "attacking_rate": (args.attacking_rate, pub["attacking_rate"]),
+                   "trains": (",".join(map(str, trains)), "0,10,...,100")})
+
+
+# ---- soup_trajectories -----------------------------------------------------------------------------
+def _st_args(p):
+    add_common(p, 1, "soups")
+    p.add_argument("--particles", type=positive_int, default=20, help="particles per soup (default 20)")
+    p.add_argument("--generations", type=positive_int, default=100, help="generations (default 100)")
+    p.add_argument("--attacking-rate", type=probability, default=0.1, help="attack probability (default 0.1)")
+    p.add_argument("--learn-from-rate", type=probability, default=0.0, help="learn_from probability (default 0)")
+    p.add_argument("--learn-from-severity", type=nonnegative_int, default=1, help="learn_from epochs (default 1)")
+    p.add_argument("--train", type=nonnegative_int, default=30, help="self-training epochs per generation (default 30)")
+    add_training(p)
+    p.add_argument("--keep-divergent", action="store_true", help="do not respawn divergent particles (default: respawn)")
+    p.add_argument("--keep-zero", action="store_true", help="do not respawn zero fixpoints (default: respawn)")
+    p.add_argument("--architecture", choices=("weightwise", "aggregating", "recurrent"), default="weightwise",
+                   help="replicator of the soup (default weightwise)")
+
+
+def segments(traj: torch.Tensor, ids: torch.Tensor) -> list:
+    """Per-particle trajectories ``[(start generation, weights [T_i, W])]`` from a soup's recorded
+    weights ``[G + 1, P, W]`` and ids ``[G + 1, P]``: a respawned slot starts a new particle."""
+    out = []
+    G1, P = ids.shape
+    for p in range(P):  # a figure's few particles, not a computation over the population
+        start = 0
+        for g in range(1, G1 + 1):
+            if g == G1 or ids[g, p] != ids[start, p]:
+                out.append((start, traj[start:g, p].numpy()))
+                start = g
+    return out
+
+
+@experiment("soup_trajectories", "a soup's weight trajectories in PCA space; classes at the end", _st_args)
+def run_soup_trajectories(args, folder) -> Report:
+    """A soup of particles that attack each other and self-train, dead ones respawned; its weight
+    trajectories in a PCA-reduced weight space (2D, and 3D with time) and its classes at the end."""
+    pub = published.SOUP
+    rep = make_replicator(args.architecture, args)
+    step = dict(attacking_rate=args.attacking_rate, learn_from_rate=args.learn_from_rate,
+                learn_from_severity=args.learn_from_severity, train=args.train, lr=args.lr,
+                batch_size=args.batch_size, momentum=args.momentum, remove_divergent=not args.keep_divergent,
+                remove_zero=not args.keep_zero, epsilon=args.epsilon)
+    with bar(args, args.trials * args.generations, "soup") as pbar:
+        w, events, traj, ids = evolve_soups(rep, args.trials, args.particles, args.generations, args.seed, step,
+                                            pbar.update, record=True)
+    S, G1, P, W = traj.shape
+    flat = traj.reshape(-1, W)
+    cls = classify(rep, flat, args.epsilon, args.second_order).view(S, G1, P)  # every generation of every soup
+    for g in range(G1):
+        folder.log_scalars("soup_trajectories/classes", shares(cls[:, g]), g)
+        if g:
+            folder.log_scalars("soup_trajectories/events", {k: v / S for k, v in events[g - 1].items()}, g)
+    final = cls[:, -1]
+    s, ps = shares(final), per_soup(final)
+    rows = [{"soup": i, "particles": P, "generations": args.generations, **shares(final[i])} for i in range(S)]
+    rows.append({"soup": "all", "particles": P, "generations": args.generations, **s,
+                 **{f"{k}_per_soup": sum(e.get(k, 0) for e in events) / S for k in ("attacks", "respawned")}})
+    n = pub["particles"]
+    table = [[c, versus(ps[c], pub["counts"].get(c)), versus(s[c], pub["counts"][c] / n if c in pub["counts"] else None)]
+             for c in CLASS_NAMES]
+    segs = segments(traj[0], ids[0])
+    figs = {"trajectories_pca": figures.pca_trajectories(segs, f"soup 0: {len(segs)} particle trajectories (PCA)"),
+            "trajectories_pca_3d": figures.pca_trajectories(segs, "soup 0: trajectories (PCA) over generations",
+                                                            three_d=True),
+            "classes_over_generations": figures.sweep_lines(
+                "generation", "share of particles", "soup: classes per generation",
+                {c: (list(range(G1)), [shares(cls[:, g])[c] for g in range(G1)]) for c in CLASS_NAMES})}
+    notes = [f"Published (one soup of {n}): {pub['counts']['nontrivial']} non-trivial, {pub['counts']['other']} other "
+             "at the end. Ours: counts per soup (mean over soups) and shares.",
+             "Respawned particles (divergent or zero ones replaced by fresh random genomes) start new trajectories; "
+             "the PCA is fitted on all recorded generations of all particles of soup 0.",
+             "Our soups are synchronous (every phase reads the genomes as they were when it began); the published "
+             "code updated the particles one after another."]
+    return Report(rows, ["class", "per soup ours / published", "share ours / published"], table, notes, figs,
+                  {"particles": (P, n), "soups": (S, 1), "generations": (args.generations, pub["generations"]),
+                   "attacking_rate": (args.attacking_rate, pub["attacking_rate"]), "train": (args.train, pub["train"]),
+                   "respawn divergent / zero": (f"{not args.keep_divergent} / {not args.keep_zero}", "True / True")})

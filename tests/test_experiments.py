@@ -1,0 +1,219 @@
+"""`nsr experiment NAME`: every experiment runs with tiny settings through main(), writes its run folder,
+and shows the published trends where they are cheap to see."""
+import csv
+import math
+
+import pytest
+import torch
+
+from nsr.experiments import EXPERIMENTS, main
+from nsr.experiments.basins import basin_classes, sorted_manhattan
+from nsr.experiments.fixpoint_classes import mixed
+from nsr.experiments.robustness import time_clones
+from nsr.fixpoints import CLASS_NAMES
+from nsr.random import KeyedStream
+from nsr.replicators import Weightwise
+
+ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
+       "soup_trajectories", "basins"]
+
+
+def run(tmp_path, *argv):
+    out = tmp_path / argv[0]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return out, rows
+
+
+def check_folder(out, rows, first_column, figures):
+    files = {p.name for p in out.iterdir()}
+    assert {"results.csv", "results.md"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert {f"{fig}.png" for fig in figures} <= files
+    assert not [f for f in files if f.startswith(".")]  # no temporary files left behind
+    assert list(rows[0])[0] == first_column
+    md = (out / "results.md").read_text()
+    assert "published" in md and "## Differences and why" in md
+
+
+def check_shares(rows):
+    for r in rows:
+        total = sum(float(r[c]) for c in CLASS_NAMES)
+        assert total == pytest.approx(1.0)
+        assert all(0.0 <= float(r[c]) <= 1.0 for c in CLASS_NAMES)
+
+
+# ---- the command line --------------------------------------------------------------------------------
+def test_help_lists_every_experiment(capsys):
+    assert sorted(EXPERIMENTS) == sorted(ALL)
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_experiment_help_lists_its_options(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert all(opt in text for opt in ("--trials", "--seed", "--out", "--epsilon", "--second-order"))
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["nonsense"], "nonsense"),
+    (["applying", "--trials", "0"], "--trials"),
+    (["applying", "--architectures", "weightwise,foo"], "foo"),
+    (["robustness", "--noise", "9..1"], "--noise"),
+    (["mixed", "--trains", "10,x"], "--trains"),
+    (["basins", "--batch-size", "0"], "--batch-size"),
+    (["learn_from_soup", "--learn-from-rate", "1.5"], "--learn-from-rate"),
+    (["training", "--no-such-option"], "--no-such-option"),
+    (["robustness", "--activation", "tanh", "--trials", "1"], "activation"),  # caught by the experiment itself
+])
+def test_user_errors_are_one_line_naming_the_value_with_exit_code_2(argv, named, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--out", str(tmp_path / "x"), "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err and named in err and "Traceback" not in err
+
+
+def test_no_experiment_named_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+
+
+# ---- the experiments, tiny ---------------------------------------------------------------------------
+def test_density_random_networks_are_practically_never_fixpoints(tmp_path):
+    out, rows = run(tmp_path, "density", "--trials", "1000", "--chunk", "400")
+    check_folder(out, rows, "architecture", ["classes", "distance"])
+    check_shares(rows)
+    assert [r["architecture"] for r in rows] == ["weightwise", "aggregating", "recurrent"]
+    assert all(float(r["fixpoint_density"]) == 0.0 and int(r["networks"]) == 1000 for r in rows)
+
+
+def test_applying_weightwise_self_application_gives_no_nontrivial_fixpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, rows = run(tmp_path, "applying", "--trials", "40", "--applications", "40")
+    check_folder(out, rows, "architecture", ["classes"])
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    assert "applying/weightwise/divergent" in acc.Tags()["scalars"]  # scalars per setting
+    assert "figures/classes" in acc.Tags()["images"]
+    check_shares(rows)
+    ww = next(r for r in rows if r["architecture"] == "weightwise")
+    assert float(ww["nontrivial"]) == 0.0
+    assert 0.2 < float(ww["divergent"]) < 0.7  # published 0.46
+    assert float(ww["divergent"]) + float(ww["zero"]) == pytest.approx(1.0)  # everything has settled
+
+
+def test_training_weightwise_self_training_finds_nontrivial_fixpoints(tmp_path):
+    out, rows = run(tmp_path, "training", "--architectures", "weightwise,aggregating", "--trials", "4",
+                    "--epochs", "400", "--log-every", "200")
+    check_folder(out, rows, "architecture", ["classes", "nontrivial_over_epochs"])
+    check_shares(rows)
+    ww, agg = rows
+    assert float(ww["nontrivial"]) >= 3 / 4
+    assert float(agg["nontrivial"]) == 0.0 and "aggregate_fixpoint" in agg
+
+
+def test_mixed_sweeps_k_in_one_population(tmp_path):
+    out, rows = run(tmp_path, "mixed", "--architectures", "weightwise", "--trials", "4", "--trains", "0,40",
+                    "--rounds", "2")
+    check_folder(out, rows, "architecture", ["fixpoint_share"])
+    check_shares(rows)
+    assert [int(r["k"]) for r in rows] == [0, 40]
+    for r in rows:
+        assert float(r["fixpoint"]) == pytest.approx(float(r["zero"]) + float(r["nontrivial"]))
+        assert 1 <= float(r["rounds_mean"]) <= 2
+    assert float(rows[0]["nontrivial"]) == 0.0  # self-application alone never makes a non-trivial fixpoint
+
+
+def test_robustness_both_times_grow_as_the_noise_shrinks(tmp_path):
+    out, rows = run(tmp_path, "robustness", "--trials", "25", "--noise", "1e-1,1e-4,1e-7,1e-9", "--trained", "0")
+    check_folder(out, rows, "source", ["time_to_vergence_hand_built", "time_as_fixpoint_hand_built"])
+    ttv = [float(r["time_to_vergence"]) for r in rows]
+    taf = [float(r["time_as_fixpoint"]) for r in rows]
+    assert ttv == sorted(ttv) and ttv[-1] > ttv[0] + 10
+    assert taf == sorted(taf) and taf[0] == 0.0 and taf[-1] > 10
+    for r in rows:  # the published count: one self-application fewer
+        assert float(r["time_to_vergence_paper"]) == pytest.approx(float(r["time_to_vergence"]) - 1)
+        assert float(r["time_to_vergence_median"]) <= float(r["time_to_vergence_max"])
+
+
+def test_basins_clones_are_classified_and_distances_measured(tmp_path):
+    out, rows = run(tmp_path, "basins", "--parents", "3", "--trials", "3", "--epochs", "300", "--lr", "0.01",
+                    "--batch-size", "1", "--clone-epochs", "30", "--noise", "1e-2,1e-8")
+    check_folder(out, rows, "noise", ["distance_before", "distance_after", "basin_classes"])
+    for r in rows:
+        assert sum(float(r[c]) for c in ("approaching", "distancing", "stationary")) == pytest.approx(1.0)
+        assert {"mae_before", "mse_after", "mim_before", "mim_after"} <= set(r)
+    assert float(rows[0]["mae_before"]) > float(rows[1]["mae_before"])
+
+
+def test_learn_from_soup_counts_fixpoints_per_soup(tmp_path):
+    out, rows = run(tmp_path, "learn_from_soup", "--trials", "2", "--particles", "4", "--generations", "3",
+                    "--severities", "0,2", "--learn-from-rate", "0.5")
+    check_folder(out, rows, "architecture", ["nontrivial_per_soup"])
+    check_shares(rows)
+    assert [int(r["severity"]) for r in rows] == [0, 2]
+    for r in rows:
+        assert float(r["nontrivial_per_soup"]) == pytest.approx(4 * float(r["nontrivial"]))
+    assert float(rows[0]["events_learn_from"]) > 0
+
+
+def test_mixed_soup_sweeps_training_per_generation(tmp_path):
+    out, rows = run(tmp_path, "mixed_soup", "--trials", "2", "--particles", "4", "--generations", "2",
+                    "--trains", "0,2", "--architectures", "weightwise")
+    check_folder(out, rows, "architecture", ["nontrivial_per_soup"])
+    check_shares(rows)
+    assert [int(r["trains"]) for r in rows] == [0, 2]
+
+
+def test_soup_trajectories_draws_pca_figures(tmp_path):
+    out, rows = run(tmp_path, "soup_trajectories", "--particles", "5", "--generations", "4", "--train", "2")
+    check_folder(out, rows, "soup", ["trajectories_pca", "trajectories_pca_3d", "classes_over_generations"])
+    check_shares(rows)
+
+
+# ---- the batched computations --------------------------------------------------------------------------
+def test_mixed_particles_with_different_k_run_as_if_alone():
+    rep = Weightwise()
+    ks = torch.tensor([0, 3, 7])
+    ids = torch.arange(3)
+    w0 = rep.init(3, generator=KeyedStream(0, 0, ids, "init"))
+    make = lambda g, idx: KeyedStream(0, g, ids[idx], "train")  # noqa: E731
+    together, used = mixed(rep, w0.clone(), ks, 3, 0.01, 1, 0.0, 1e-4, make)
+    for i in range(3):
+        alone, used_i = mixed(rep, w0[i:i + 1].clone(), ks[i:i + 1], 3, 0.01, 1, 0.0, 1e-4,
+                              lambda g, idx, i=i: KeyedStream(0, g, ids[i:i + 1][idx], "train"))
+        assert torch.allclose(together[i:i + 1], alone, atol=1e-6, equal_nan=True)
+        assert used[i] == used_i[0]
+    # k = 0 is pure self-application
+    x = w0[:1]
+    for _ in range(int(used[0])):
+        x = rep.apply(x, x)
+    assert torch.equal(together[:1], x)
+
+
+def test_robustness_published_count_is_one_less_and_excludes_the_clone_itself():
+    rep = Weightwise()
+    res = time_clones(rep, rep.identity_genome(), [1e-1, 1e-8], 10, 100, 1e-4, torch.Generator().manual_seed(0))
+    big, small = res[1e-1], res[1e-8]
+    assert torch.equal(big["time_to_vergence_paper"], big["time_to_vergence"] - 1)
+    assert torch.equal(small["time_as_fixpoint_paper"], small["time_as_fixpoint"] - 1)  # tiny noise: still a fixpoint
+
+
+def test_sorted_manhattan_is_permutation_invariant_and_basin_classes_follow_distances():
+    a = torch.tensor([[1.0, 2.0, 3.0]])
+    assert sorted_manhattan(a, a[:, [2, 0, 1]]).item() == 0.0
+    assert sorted_manhattan(a, a + 1).item() == pytest.approx(1.0)
+    before = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    after = torch.tensor([0.5, 1.5, 1.01, math.nan])
+    assert basin_classes(before, after, rtol=0.05, atol=0.0).tolist() == [0, 1, 2, 1]
