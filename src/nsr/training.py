@@ -1,8 +1,10 @@
 """Self-training, learning from others and noise: the one implementation of training in nsr.
 
 Every particle trains exactly as it would alone: the loss is each particle's own MSE, the update
-is elementwise, so a population ``[P, W]`` is P independent SGD optimizers. Gradients come from
-the replicator's ``loss_and_grad`` (hand-written backpropagation, checked against autograd).
+is elementwise, so a population ``[P, W]`` is P independent SGD optimizers. The three replicators
+train through the fused kernels of :mod:`nsr.replicators.fast` (whole epochs, particle-last,
+hand-written backpropagation, checked against autograd); any other replicator steps through its
+``loss_and_grad`` and :func:`sgd_step`.
 
 >>> import torch
 >>> from nsr.replicators import Weightwise
@@ -19,6 +21,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from nsr.random import uniform
+from nsr.replicators import fast
 
 
 class TrainState(NamedTuple):
@@ -77,6 +80,14 @@ def sgd_step(w, grad, velocity, lr, momentum):
 
 def train_epoch(rep, w, x, y, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, generator=None, velocity=None) -> TrainState:
     """One epoch of every particle over its samples ``x, y`` (``[P, S, ...]``, fixed for the epoch)."""
+    if getattr(rep, "_fast", None):  # the fused kernels: same steps, same random numbers
+        return TrainState(*fast.train(rep, w, 1, lr, batch_size, momentum, shuffle, generator, velocity,
+                                      samples=(x, y)))
+    return _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
+
+
+def _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity) -> TrainState:
+    """The step-by-step epoch: ``rep.loss_and_grad`` and :func:`sgd_step` per step (any replicator)."""
     P, S = x.shape[0], x.shape[1]
     order = epoch_order(P, S, shuffle and batch_size is not None and batch_size < S, generator, x.device)
     total = torch.zeros(P, dtype=w.dtype, device=w.device)
@@ -114,13 +125,17 @@ def _train(rep, w, teachers, epochs, lr, batch_size, momentum, shuffle, generato
     check_hyperparameters(lr, batch_size, momentum, epochs)
     rep.check_weights(w)
     w = w.detach()
+    if getattr(rep, "_fast", None):  # the fused kernels: whole epochs in a particle-last layout
+        state = TrainState(*fast.train(rep, w, epochs, lr, batch_size, momentum, shuffle, generator, velocity,
+                                       source=None if teachers is None else teachers.detach()))
+        return state if return_state else state.weights
     loss = torch.full((w.shape[0],), math.nan, dtype=w.dtype, device=w.device)
     if teachers is not None:
         x, y = rep.samples(teachers.detach())  # the teacher's samples do not change as w learns
     for _ in range(epochs):
         if teachers is None:
             x, y = rep.samples(w)  # snapshot of the genome at the start of the epoch
-        w, velocity, loss = train_epoch(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
+        w, velocity, loss = _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
     state = TrainState(w, velocity, loss)
     return state if return_state else w
 

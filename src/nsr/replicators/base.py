@@ -188,24 +188,30 @@ class MLPReplicator(Replicator):
             h = activate(self.activation, torch.bmm(h, K))  # [P, S, out]
         return h
 
+    # The fused kernels of nsr.replicators.fast run every MLP replicator in a particle-last layout.
+    _fast = "mlp"
+
     def loss_and_grad(self, w, x, y):
-        """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by hand-written backprop
-        (equal to autograd to float precision; tested)."""
-        Ks = self.kernels(w)
-        hs = [x]
-        for K in Ks:
-            hs.append(activate(self.activation, torch.bmm(hs[-1], K)))
-        out = hs[-1]
-        n = out[0].numel()
-        diff = out - y
-        loss = diff.pow(2).flatten(1).mean(1)  # [P]
-        delta = diff * (2.0 / n)  # dL/d out, [P, S, o]
-        grads = [None] * len(Ks)
-        for k in range(len(Ks) - 1, -1, -1):
-            d = activation_grad(self.activation, hs[k + 1])
-            if d is not None:
-                delta = delta * d
-            grads[k] = torch.bmm(hs[k].transpose(1, 2), delta)  # [P, in, out]
-            if k:
-                delta = torch.bmm(delta, Ks[k].transpose(1, 2))  # [P, S, in]
-        return loss, torch.cat([g.flatten(1) for g in grads], dim=1)
+        """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by hand-written backprop in
+        the particle-last layout (equal to autograd to float precision; tested)."""
+        from nsr.replicators import fast
+
+        return fast.loss_and_grad(self, w, x, y)
+
+    _native_samples = None  # "genome": the native kernels read the samples from the genome itself
+
+    @property
+    def _native_dims(self) -> list[int]:
+        """Layer widths ``[inputs, hidden..., outputs]`` for the native kernels."""
+        return [i for i, _ in self.shapes] + [self.shapes[-1][1]]
+
+    def _chunk_floats(self, batch: int) -> int:
+        """Floats per particle of the largest temporary of a training step on ``batch`` samples."""
+        return batch * max(max(i, o) for i, o in self.shapes)
+
+    def _samples_pl_from(self, x, y):
+        """Particle-first samples ``x [P, S, I]``, ``y [P, S, O]`` as input columns ``[S, 1, P]``
+        and targets ``[S, O, P]``."""
+        from nsr.replicators.fast import columns
+
+        return columns(x.permute(1, 2, 0).contiguous()), y.permute(1, 2, 0).contiguous()

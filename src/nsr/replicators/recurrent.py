@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from nsr.replicators.base import ACTIVATIONS, Replicator, activate, activation_grad, check_choice, check_positive_int
+from nsr.replicators import fast
+from nsr.replicators.base import ACTIVATIONS, Replicator, activate, check_choice, check_positive_int
 
 
 class Recurrent(Replicator):
@@ -57,37 +58,39 @@ class Recurrent(Replicator):
 
     def loss_and_grad(self, w, x, y):
         """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by backpropagation through
-        time written out by hand (equal to autograd to float precision; tested)."""
-        Ks = self.kernels(w)
-        hs = self._run(w, x)
-        out = hs[-1]
-        n = out[0].numel()
-        diff = out - y
-        loss = diff.pow(2).flatten(1).mean(1)
-        delta_out = diff * (2.0 / n)  # dL/d h of the top layer, [P, S, T, 1]
-        grads = [None] * len(Ks)
-        T = x.shape[2]
-        for layer in range(len(Ks) // 2 - 1, -1, -1):
-            K, R = Ks[2 * layer], Ks[2 * layer + 1]
-            h_in, h_out = hs[layer], hs[layer + 1]  # [P, S, T, in], [P, S, T, u]
-            dpre = torch.empty_like(h_out)
-            carry = torch.zeros_like(h_out[:, :, 0])  # dL/dh_t through h_{t+1}, [P, S, u]
-            for t in range(T - 1, -1, -1):
-                dh = delta_out[:, :, t] + carry
-                d = activation_grad(self.activation, h_out[:, :, t])
-                dp = dh if d is None else dh * d
-                dpre[:, :, t] = dp
-                carry = torch.einsum("psv,puv->psu", dp, R)
-            grads[2 * layer] = torch.einsum("pstI,pstu->pIu", h_in, dpre)
-            prev = torch.zeros_like(h_out)
-            prev[:, :, 1:] = h_out[:, :, :-1]
-            grads[2 * layer + 1] = torch.einsum("pstu,pstv->puv", prev, dpre)
-            delta_out = torch.einsum("pstu,pIu->pstI", dpre, K)
-        return loss, torch.cat([g.flatten(1) for g in grads], dim=1)
+        time written out by hand, particle-last (equal to autograd to float precision; tested)."""
+        return fast.loss_and_grad(self, w, x, y)
 
     def apply(self, a, b, generator=None):
         self.check_weights(a, "a")
         self.check_weights(b, "b")
         if a.shape[0] != b.shape[0]:
             raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return self.forward(a, b[:, None, :, None])[:, 0, :, 0]
+        return fast.apply(self, a, b)
+
+    # ---- the fused kernels (nsr.replicators.fast): particle-last sequences --------------------------
+    _fast = "rnn"
+    _native_samples = "genome"
+    _num_samples = 1
+    _apply_floats = property(lambda self: self.num_weights * 2 * self.width)
+
+    @property
+    def _native_dims(self) -> list[int]:
+        """Units of every layer (the last is 1), for the native kernels."""
+        return [o for _, o in self.shapes[0::2]]
+
+    def _chunk_floats(self, batch: int) -> int:
+        return self.num_weights * batch * max(self.width, 1) * 2
+
+    def _samples_pl(self, bT):
+        """The one sample of genomes ``bT [W, P]``: the genome as a sequence ``[T=W, 1, 1, P]``."""
+        seq = bT[:, None, None, :]
+        return seq, seq
+
+    def _samples_pl_from(self, x, y):
+        """Particle-first sequences ``x [P, S, T, F]`` as ``[T, S, F, P]`` (and the targets)."""
+        return x.permute(2, 1, 3, 0).contiguous(), y.permute(2, 1, 3, 0).contiguous()
+
+    def _apply_pl(self, aT, bT):
+        """``[W, P]``: networks ``aT [W, P]`` reading genomes ``bT [W, P]``."""
+        return fast.rnn_apply(self.shapes, self.activation, aT, self._samples_pl(bT)[0])[:, 0, 0, :]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from nsr.replicators.base import ACTIVATIONS, MLPReplicator, activate, check_choice, check_positive_int
+from nsr.replicators import fast
+from nsr.replicators.base import ACTIVATIONS, MLPReplicator, check_choice, check_positive_int
 
 
 class Weightwise(MLPReplicator):
@@ -55,26 +56,30 @@ class Weightwise(MLPReplicator):
         self.check_weights(b, "b")
         if a.shape[0] != b.shape[0]:
             raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return self._apply_particle_last(a, b)
+        return fast.apply(self, a, b)
 
-    def _apply_particle_last(self, a, b):
-        """Self-application in a particle-last layout: every op runs on contiguous [P] rows.
-        Same numbers as ``forward(a, encode(b))`` (tested), several times faster at large P."""
-        P = a.shape[0]
-        aT, bT = a.t().contiguous(), b.t().contiguous()  # [W, P]
-        Ks = [aT[off:off + i * o].view(i, o, P) for off, (i, o) in zip(self.offsets, self.shapes)]
-        ids = self.identifiers(a.device).to(a.dtype)  # [W, 3]
-        K0 = Ks[0]  # [4, width, P]
-        # first layer: the id columns are the same for every particle, so they are one matmul
-        h = torch.matmul(ids, K0[1:].reshape(3, -1)).view(-1, K0.shape[1], P)  # [W, width, P]
-        h.addcmul_(bT[:, None, :], K0[0][None])
-        h = activate(self.activation, h)
-        for K in Ks[1:]:  # K [in, out, P]
-            out = h[:, 0:1, :] * K[0][None]  # [W, out, P]
-            for j in range(1, K.shape[0]):
-                out.addcmul_(h[:, j:j + 1, :], K[j][None])
-            h = activate(self.activation, out)
-        return h[:, 0, :].t()  # [P, W]
+    # ---- the fused kernels (nsr.replicators.fast): particle-last samples ---------------------------
+    _native_samples = "genome"
+    _num_samples = property(lambda self: self.num_weights)
+    _apply_floats = property(lambda self: self.num_weights * max(self.width, 4))
+
+    def _native_ids(self) -> torch.Tensor:
+        """``[W, 3]`` float32 CPU ids for the native kernels."""
+        return self.identifiers("cpu").contiguous()
+
+    def _id_columns(self, device, dtype) -> list[torch.Tensor]:
+        """The three id columns ``[W, 1, 1]``: the same for every particle, never expanded over P."""
+        ids = self.identifiers(device).to(dtype)  # [W, 3]
+        return [ids[:, c].reshape(-1, 1, 1) for c in range(3)]
+
+    def _samples_pl(self, bT):
+        """Samples of genomes ``bT [W, P]``: input columns (w_k, then the shared ids) and targets."""
+        wk = bT[:, None, :]  # [W, 1, P]
+        return [wk] + self._id_columns(bT.device, bT.dtype), wk
+
+    def _apply_pl(self, aT, bT):
+        """``[W, P]``: networks ``aT [W, P]`` applied to genomes ``bT [W, P]``."""
+        return fast.mlp_apply(self.shapes, self.activation, aT, self._samples_pl(bT)[0])[:, 0, :]
 
     def identity_genome(self) -> torch.Tensor:
         """``[1, W]``: the hand-built fixpoint. Every kernel's [0, 0] is 1, all else 0, so the
