@@ -20,8 +20,8 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from nsr.checkpoint import write_atomically
-from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify, distance, robustness
-from nsr.metrics import FiniteMean, FixpointShares
+from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, distance, robustness
+from nsr.metrics import PopulationStats
 
 DEFAULT_SCALES = tuple(10.0 ** -k for k in range(10))  # 1e0 .. 1e-9, the paper's noise scales
 
@@ -90,44 +90,23 @@ class FixpointMonitor(Callback):
             raise ValueError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
         self.every_n_epochs = every_n_epochs
         self.summary = summary
-        self._metrics = None
+        self._metric = None
         self.last: dict[str, float] = {}  # the latest scalars
         self.final: Optional[dict] = None  # the summary of the last fit, on rank 0
 
-    def _setup_metrics(self, device):
-        self._metrics = {"shares": FixpointShares(), "distance": FiniteMean(), "loss": FiniteMean(),
-                         "agg_fixpoint": FiniteMean(), "agg_distance": FiniteMean()}
-        for m in self._metrics.values():
-            m.to(device)
-
     def measure(self, pl_module) -> dict[str, float]:
         """The scalars of the population as it is now (a collective call under DDP)."""
-        if self._metrics is None:
-            self._setup_metrics(pl_module.device)
-        m = self._metrics
-        rep, w = pl_module.replicator, pl_module.population  # [P_local, W]
-        m["shares"].update(classify(rep, w, pl_module.epsilon, second_order=_second_order(pl_module)))
-        m["distance"].update(distance(rep, w))
-        out = {}
+        if self._metric is None:
+            self._metric = PopulationStats().to(pl_module.device)
         loss = getattr(pl_module, "particle_loss", None)
-        if loss is not None:
-            m["loss"].update(loss.to(pl_module.device))
-            out["train/loss"] = float(m["loss"].compute())
-        out["fixpoint/distance"] = float(m["distance"].compute())
-        for name, share in zip(CLASS_NAMES, m["shares"].compute().tolist()):
-            out[f"fixpoint/{name}"] = share
-        if hasattr(rep, "apply_aggregates"):
-            d = aggregate_distance(rep, w)
-            m["agg_fixpoint"].update((d < pl_module.epsilon).double())
-            m["agg_distance"].update(d)
-            out["fixpoint/aggregate_fixpoint"] = float(m["agg_fixpoint"].compute())
-            out["fixpoint/aggregate_distance"] = float(m["agg_distance"].compute())
-        for metric in m.values():
-            metric.reset()
+        self._metric.update(pl_module.replicator, pl_module.population, pl_module.epsilon,
+                            second_order=_second_order(pl_module), loss=None if loss is None else loss.to(pl_module.device))
+        out = self._metric.compute()
+        self._metric.reset()
         return out
 
     def setup(self, trainer, pl_module, stage):
-        self._setup_metrics(pl_module.device)
+        self._metric = PopulationStats().to(pl_module.device)
 
     def on_train_epoch_end(self, trainer, pl_module):
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs

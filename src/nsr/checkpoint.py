@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from typing import Any, Optional
 
 import torch
@@ -28,6 +29,8 @@ def read_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt, or not a torch file at all
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"checkpoint {path}: corrupt or truncated (not a torch checkpoint file)") from None
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"checkpoint {path}: cannot be read ({reason[:120]})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("nsr"), dict):

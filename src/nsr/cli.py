@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import sys
@@ -24,12 +25,17 @@ import warnings
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+DESCRIPTION = ("nsr: self-replicating neural networks. `nsr fit --config configs/weightwise.yaml` trains; "
+               "`nsr validate ... --ckpt_path CKPT` measures a checkpoint; `nsr experiment NAME` runs one of "
+               "the paper's experiments.")
+
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False}},
     "plugins": [{"class_path": "nsr.checkpoint.AtomicCheckpointIO"}],
     "reload_dataloaders_every_n_epochs": 1,
     "num_sanity_val_steps": 0,
+    "enable_model_summary": False,  # one parameter, the population: the table says nothing
 }
 
 _QUIET = [  # Lightning advice that does not apply to populations generated in memory
@@ -37,13 +43,24 @@ _QUIET = [  # Lightning advice that does not apply to populations generated in m
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*`training_step` returned `None`.*",
     r".*GPU available but not used.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
 ]
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\U0001f4a1 Tip")
 
 
 class NSRCLI(LightningCLI):
     """LightningCLI whose ``data:`` section is optional (a soup makes its own samples) and which
     checks what it can before any work starts: a writable log folder, a readable checkpoint of the
-    same architecture."""
+    same architecture. Subcommands: ``fit`` and ``validate``."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+                "validate": {"model", "dataloaders", "datamodule"}}
 
     def add_core_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(self.trainer_class, "trainer")
@@ -71,6 +88,18 @@ class NSRCLI(LightningCLI):
                 return False
 
         trainer["callbacks"] = [c for c in trainer["callbacks"] if not is_bar(c)]
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning would overwrite the configured model with the checkpoint's hyper-parameters;
+        # nsr keeps the config as given and instead checks that the checkpoint fits it
+        # (before_fit / before_validate). Here: the file must be a readable nsr checkpoint.
+        if not self.config.get("subcommand"):
+            return
+        path = self.config[self.config.subcommand].get("ckpt_path")
+        if path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:"):
+            from nsr.checkpoint import read_checkpoint
+
+            read_checkpoint(path)
 
     def _check_ckpt(self):
         path = self._get(self.config, "ckpt_path")
@@ -134,11 +163,34 @@ def _ensure_fixpoint_monitor(trainer) -> None:
     trainer.callbacks.insert(where, FixpointMonitor())
 
 
-def one_line(message: str, limit: int = 400) -> str:
-    """A jsonargparse or validation message folded into one line (nested causes joined by ': ')."""
-    lines = [ln.strip(" -") for ln in str(message).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("Given value type") and not ln.startswith("Subclass types")]
-    text = ": ".join(lines)
+_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:|Given value type: |"
+                    r"Given value: |Expected a <class 'NoneType'>)")
+
+
+def one_line(message: str, limit: int = 300) -> str:
+    """A jsonargparse or validation message folded into one line: the dotted key it concerns, then
+    what is wrong with it (union bookkeeping dropped).
+
+    >>> one_line('Parser key "model":\\n  Errors:\\n    - Problem with given class_path \\'M\\':\\n        Option \\'foo\\' is not accepted')
+    "model.init_args: Option 'foo' is not accepted"
+    """
+    path, leaves = [], []
+    for raw in str(message).splitlines():
+        line = raw.strip().lstrip("-").strip()
+        if not line or _NOISE.match(line):
+            continue
+        m = re.fullmatch(r'Parser key "([^"]+)":', line)
+        if m:
+            path.append(m.group(1))
+            continue
+        if re.fullmatch(r"Problem with given class_path '[^']+':", line):
+            path.append("init_args")
+            continue
+        leaves.append(line)
+    text = "; ".join(dict.fromkeys(leaves)) or re.sub(r"\s+", " ", str(message)).strip()
+    text = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text)
+    if path:
+        text = ".".join(path) + ": " + text
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -165,7 +217,7 @@ def cli(args=None) -> NSRCLI:
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         trainer_defaults=TRAINER_DEFAULTS,
-        parser_kwargs={"exit_on_error": False},
+        parser_kwargs={"exit_on_error": False, "prog": "nsr", "description": DESCRIPTION},
         args=args,
     )
 
@@ -179,6 +231,8 @@ def main(args=None) -> int:
 
         return experiments.main(argv[1:]) or 0
     debug = os.environ.get("NSR_DEBUG", "") not in ("", "0")
+    tips = _DropTips()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(tips)
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
@@ -191,6 +245,8 @@ def main(args=None) -> int:
                 raise
             print(f"error: {one_line(str(e))}", file=sys.stderr)
             return 2
+        finally:
+            logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(tips)
     return 0
 
 

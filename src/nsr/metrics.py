@@ -1,61 +1,79 @@
-"""torchmetrics wrappers around ``nsr.fixpoints``: sum-reduced states, so the numbers stay right
+"""torchmetrics wrapper around ``nsr.fixpoints``: sum-reduced states, so the numbers stay right
 when a population is split over devices (each rank updates with its own particles; ``compute``
-adds the states of all ranks).
+adds the states of all ranks). One metric holds every state, so a step costs one update, one
+synchronisation and one reset.
 
 >>> import torch
->>> m = FixpointShares()
->>> m.update(torch.tensor([2, 2, 1, 0]))
->>> m.compute().tolist()
-[0.25, 0.25, 0.5, 0.0, 0.0]
->>> f = FiniteMean()
->>> f.update(torch.tensor([1.0, 3.0, float("inf")]))
->>> f.compute().item()
-2.0
+>>> from nsr.replicators import Weightwise
+>>> rep = Weightwise()
+>>> w = torch.cat([rep.identity_genome(), torch.zeros(1, 14), torch.full((1, 14), float("nan"))])
+>>> m = PopulationStats()
+>>> m.update(rep, w, epsilon=1e-4, loss=torch.tensor([0.0, 0.0, float("nan")]))
+>>> out = m.compute()
+>>> [out[f"fixpoint/{c}"] for c in ("divergent", "zero", "nontrivial", "second_order", "other")]
+[0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.0, 0.0]
+>>> out["fixpoint/distance"], out["train/loss"]
+(0.0, 0.0)
 """
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torchmetrics import Metric
 
-from nsr.fixpoints import FixpointClass, counts
+from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify, counts, distance
 
 
-class FixpointShares(Metric):
-    """Share of each :class:`~nsr.fixpoints.FixpointClass` in the population: ``[5]``, summing to 1."""
-
-    full_state_update = False
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state("counts", default=torch.zeros(len(FixpointClass), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, classes: torch.Tensor) -> None:  # classes: LongTensor[P]
-        self.counts += counts(classes).to(self.counts.device)
-
-    def compute(self) -> torch.Tensor:
-        total = self.counts.sum().clamp_min(1)
-        return self.counts.double() / total
+def _finite_sum_count(values: torch.Tensor) -> torch.Tensor:
+    """``[2]`` float64: the sum of the finite values and how many there are."""
+    finite = torch.isfinite(values)
+    return torch.stack([values[finite].double().sum(), finite.sum().double()])
 
 
-class FiniteMean(Metric):
-    """Mean of the finite values seen (NaN if none): e.g. the fixpoint distance over non-divergent
-    particles, or the training loss over particles that have not diverged."""
+def _mean(sum_count: torch.Tensor) -> float:
+    return float(sum_count[0] / sum_count[1]) if float(sum_count[1]) > 0 else math.nan
+
+
+class PopulationStats(Metric):
+    """The fixpoint scalars of a population (design.md): ``fixpoint/<class>`` shares summing to 1,
+    ``fixpoint/distance`` (mean over particles whose distance is finite), ``train/loss`` (mean
+    over particles with a finite loss; absent if no loss was given), and for Aggregating
+    replicators ``fixpoint/aggregate_fixpoint`` (share of genomes whose aggregates are reproduced)
+    and ``fixpoint/aggregate_distance``."""
 
     full_state_update = False
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("classes", default=torch.zeros(len(FixpointClass), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("distance", default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        # [sum of finite losses, how many, how many particles reported a loss]
+        self.add_state("loss", default=torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
+        # [aggregate fixpoints, sum of finite aggregate distances, how many, particles tested]
+        self.add_state("aggregate", default=torch.zeros(4, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, values: torch.Tensor) -> None:  # values: [P]
-        finite = torch.isfinite(values)
-        self.total += values[finite].double().sum().to(self.total.device)
-        self.count += finite.sum().to(self.count.device)
+    def update(self, rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
+               loss: Optional[torch.Tensor] = None) -> None:  # w: [P, W], loss: [P]
+        dev = self.classes.device
+        self.classes += counts(classify(rep, w, epsilon, second_order=second_order)).to(dev)
+        self.distance += _finite_sum_count(distance(rep, w)).to(dev)
+        n = torch.tensor([float(w.shape[0])], dtype=torch.float64)
+        if loss is not None:
+            self.loss += torch.cat([_finite_sum_count(loss).cpu(), n]).to(dev)
+        if hasattr(rep, "apply_aggregates"):
+            d = aggregate_distance(rep, w)
+            hits = (d < epsilon).sum().double().cpu()[None]
+            self.aggregate += torch.cat([hits, _finite_sum_count(d).cpu(), n]).to(dev)
 
-    def compute(self) -> torch.Tensor:
-        if int(self.count) == 0:
-            return torch.tensor(math.nan, dtype=torch.float64)
-        return self.total / self.count
+    def compute(self) -> dict[str, float]:
+        total = max(int(self.classes.sum()), 1)
+        out = {f"fixpoint/{name}": int(c) / total for name, c in zip(CLASS_NAMES, self.classes.tolist())}
+        out["fixpoint/distance"] = _mean(self.distance)
+        if float(self.loss[2]) > 0:
+            out["train/loss"] = _mean(self.loss[:2])
+        if float(self.aggregate[3]) > 0:
+            out["fixpoint/aggregate_fixpoint"] = float(self.aggregate[0]) / total
+            out["fixpoint/aggregate_distance"] = _mean(self.aggregate[1:3])
+        return out
