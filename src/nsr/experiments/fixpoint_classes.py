@@ -126,7 +126,7 @@ def _applying_args(p):
 
 @experiment("applying", "random networks self-applied 100 times, then classified", _applying_args)
 def run_applying(args, folder) -> Report:
-    """Self-apply random networks ``--applications`` times (w <- F(w)) and classify the result."""
+    """Self-apply random networks --applications times (w <- F(w)) and classify the result."""
     pub = published.APPLYING
     rows, table, bars, notes = [], [], [], []
     with bar(args, args.applications * len(args.architectures), "applying") as pbar:
@@ -281,7 +281,7 @@ def mixed(rep, w, ks, rounds, lr, batch_size, momentum, epsilon, make_stream, ti
 
 @experiment("mixed", "self-application then k self-training epochs, up to 4 rounds, k swept", _mixed_args)
 def run_mixed(args, folder) -> Report:
-    """For each k: up to ``--rounds`` rounds of (one self-application, then k self-training epochs),
+    """For each k: up to --rounds rounds of (one self-application, then k self-training epochs),
     stopping early at a fixpoint or divergence; report the share ending as a (zero or non-trivial)
     fixpoint."""
     pub = published.MIXED
@@ -310,6 +310,9 @@ def run_mixed(args, folder) -> Report:
                 if isinstance(theirs, list) and k in pub["trains"]:
                     t = theirs[pub["trains"].index(k)]
                     cell, diff = fmt_share(t), f"{row['fixpoint'] - t:+.2f}"
+                    n = _binomial_note(f"{arch} k={k}", "fixpoint", row["fixpoint"], args.trials, t, pub["trials"])
+                    if n:
+                        notes.append(n)
                 elif isinstance(theirs, tuple):
                     cell = f"{theirs[0]:.1f}-{theirs[1]:.1f}"
                     inside = theirs[0] - 1e-9 <= row["fixpoint"] <= theirs[1] + 1e-9

@@ -10,7 +10,6 @@ runs on its own (:func:`evolve_soups` is the one place that changes once soups c
 """
 from __future__ import annotations
 
-
 import torch
 
 from nsr.experiments import figures, published
