@@ -30,6 +30,8 @@ True
 """
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
 from nsr.replicators import native
@@ -53,13 +55,13 @@ def backend(w: torch.Tensor) -> str:
 
 # ---- chunking (eager kernels on CPU) ---------------------------------------------------------------
 CHUNK_FLOATS = 1 << 19  # elements of the largest temporary per chunk on CPU (2 MiB in float32)
+CHUNK_FLOATS_GPU = 1 << 27  # on GPUs (512 MiB): big kernels, bounded memory at 10^8 particles
 
 
 def chunk_size(P: int, floats_per_particle: int, device: torch.device) -> int:
-    """Particles per chunk: the whole population on GPUs, cache-sized chunks on CPUs."""
-    if device.type != "cpu":
-        return max(P, 1)
-    return max(256, CHUNK_FLOATS // max(floats_per_particle, 1))
+    """Particles per chunk: cache-sized chunks on CPUs, large ones on GPUs."""
+    budget = CHUNK_FLOATS if device.type == "cpu" else CHUNK_FLOATS_GPU
+    return max(256, budget // max(floats_per_particle, 1))
 
 
 def _chunks(P: int, size: int):
@@ -298,7 +300,7 @@ def train(rep, w, epochs=1, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, g
 def _native_lr(lr, P):
     """``(lr tensor, stride)`` for the native kernels, or None for shapes they do not take."""
     if not isinstance(lr, torch.Tensor):
-        return torch.tensor([float(lr)], dtype=torch.float32), 0
+        return (ctypes.c_float * 1)(float(lr)), 0
     if lr.numel() == 1:
         return lr.detach().reshape(1).contiguous(), 0
     if lr.dim() in (1, 2) and lr.shape[0] == P and lr.numel() == P:

@@ -694,8 +694,14 @@ def _run(fn, P: int, call):
         raise RuntimeError(f"nsr native kernel {fn} failed with code {max(rcs)}")
 
 
+_arrays: dict = {}
+
+
 def _int_array(values):
-    return (ctypes.c_int * len(values))(*values)
+    key = tuple(values)
+    if key not in _arrays:
+        _arrays[key] = (ctypes.c_int * len(key))(*key)
+    return _arrays[key]
 
 
 def _row(t, p0):
@@ -725,7 +731,10 @@ def train(kind, dims, act, w, out, vel, vel_init, loss, mode, src, self_samples,
 
 
 def _ptr(t):
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
+    """A tensor's data pointer (a ctypes array, e.g. a scalar learning rate, passes as it is)."""
+    if t is None or isinstance(t, ctypes.Array):
+        return t
+    return ctypes.c_void_p(t.data_ptr())
 
 
 def loss_grad(kind, dims, act, w, X, Y):
