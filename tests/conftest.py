@@ -27,18 +27,13 @@ def shrunk(name: str, population: int = 3, epochs: int = 2, *extra: str) -> list
 
 
 class Run:
-    """The outcome of one ``nsr`` invocation: status, captured output, and the run folder."""
+    """The outcome of one ``nsr`` invocation: status, captured output, and its run folder (the
+    newest ``lightning_logs/version_*`` when it ended)."""
 
     def __init__(self, status: int, out: str, err: str, cwd: Path):
         self.status, self.out, self.err, self.cwd = status, out, err, cwd
-
-    @property
-    def log_dirs(self) -> list[Path]:
-        return sorted((self.cwd / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-
-    @property
-    def log_dir(self) -> Path:
-        return self.log_dirs[-1]
+        runs = sorted((cwd / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        self.log_dir = runs[-1] if runs else None
 
     @property
     def last_ckpt(self) -> Path:
