@@ -385,7 +385,9 @@ def main(argv=None) -> int:
         try:
             rep = Weightwise()
             for op in ("apply", "train_full", "train_b1"):
-                base = next(r for r in rows if r["case"] == f"weightwise/{op}" and r["threads"] == 1)
+                base = next((r for r in rows if r["case"] == f"weightwise/{op}" and r["threads"] == 1), None)
+                if base is None:
+                    continue
                 t = timed(nsr_call(rep, op, 100_000, device), repeats, min_time)
                 rate = 100_000 * steps_per_call(rep, op) / min(t)
                 rows.append({**base, "case": f"weightwise/{op} (eager)", "P": 100_000, "backend": "eager",
@@ -400,7 +402,10 @@ def main(argv=None) -> int:
     extra["roofline"] = roof
     print(f"\nroofline, 1 thread: memory {roof['bandwidth_GBps']:.1f} GB/s (copy), {roof['gflops']:.1f} GFLOP/s (matmul)")
     for op, (flops, nbytes) in KERNEL_COST.items():
-        r = max((r for r in rows if r["case"] == f"weightwise/{op}" and r["threads"] == 1), key=lambda r: r["P"])
+        measured = [r for r in rows if r["case"] == f"weightwise/{op}" and r["threads"] == 1]
+        if not measured:
+            continue
+        r = max(measured, key=lambda r: r["P"])
         ns = 1e9 / r["particle_steps_per_s"]
         floor = max(flops / roof["gflops"], nbytes / roof["bandwidth_GBps"])  # ns per particle-step
         extra.setdefault("kernel_roofline", {})[op] = {"flops": flops, "bytes": nbytes, "ns_per_step": ns,

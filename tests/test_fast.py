@@ -315,3 +315,18 @@ def test_the_switch_turns_the_native_kernels_off_and_on():
         assert fast.backend(torch.zeros(2, 14)) == "native"
     finally:
         fast.set_compile(before)
+
+
+def test_splitting_particles_over_threads_changes_no_bit(backend):
+    rep = Weightwise(activation="tanh")
+    w = genomes(rep, 2 * native.MIN_PARTICLES_PER_THREAD + 37)  # enough for two threads
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            results.append((rep.apply(w, w), self_train(rep, w, epochs=1, lr=0.02, batch_size=1, momentum=0.9,
+                                                        generator=gen(8))))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results))

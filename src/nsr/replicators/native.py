@@ -583,7 +583,12 @@ def _build() -> ctypes.CDLL:
             c_file, so_file = os.path.join(tmp, "kernels.c"), os.path.join(tmp, "kernels.so")
             with open(c_file, "w") as f:
                 f.write(SOURCE)
-            res = subprocess.run([cc, *FLAGS, c_file, "-o", so_file, "-lm"], capture_output=True, text=True, timeout=120)
+            res = None
+            for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):  # some compilers lack -march=native
+                res = subprocess.run([cc, *flags, c_file, "-o", so_file, "-lm"], capture_output=True, text=True,
+                                     timeout=300)
+                if res.returncode == 0:
+                    break
             if res.returncode:
                 raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:300]}")
             tmp_dest = f"{path}.{os.getpid()}.tmp"
@@ -653,6 +658,7 @@ def usable(*tensors) -> bool:
 MIN_PARTICLES_PER_THREAD = 2048
 HUGE_PAGE_BYTES = 1 << 21
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # a forked child gets the object but not the threads: it makes its own pool
 _madvise = None
 
 
@@ -681,14 +687,15 @@ def empty(*shape) -> torch.Tensor:
 
 def _run(fn, P: int, call):
     """``call(p0, p1)`` over particle ranges, in parallel on ``torch.get_num_threads()`` threads."""
-    global _pool
+    global _pool, _pool_pid
     n = max(1, min(torch.get_num_threads(), P // MIN_PARTICLES_PER_THREAD))
     bounds = [(P * i // n, P * (i + 1) // n) for i in range(n)]
     if n == 1:
         rcs = [call(0, P)]
     else:
-        if _pool is None or _pool._max_workers < n:
+        if _pool is None or _pool._max_workers < n or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nsr-kernel")
+            _pool_pid = os.getpid()
         rcs = list(_pool.map(lambda b: call(*b), bounds))
     if any(rcs):
         raise RuntimeError(f"nsr native kernel {fn} failed with code {max(rcs)}")
