@@ -55,6 +55,11 @@ def test_help_print_config_and_validate(nsr, tmp_path):
     assert scalars(run.log_dir)["val/nontrivial"][-1][1] == 1.0
 
 
+def test_nsr_experiment_is_dispatched_before_lightning(nsr):
+    run = nsr("experiment", "--help")
+    assert run.status == 0 and "nsr experiment" in run.out
+
+
 def _bad_inputs(tmp_path):
     (tmp_path / "corrupt.ckpt").write_bytes(b"not a checkpoint")
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")

@@ -142,3 +142,19 @@ def test_two_process_data_parallel_fine_tuning_matches_one_device(nsr, tmp_path)
     assert torch.allclose(w_two[:5], w_one[:5], atol=1e-6) and not torch.equal(w_one[:5], trained[:5])
     s = scalars(runs[0])
     assert s["fixpoint/nontrivial"][-1] == (6, pytest.approx(5 / 6)) and s["fixpoint/divergent"][-1] == (6, pytest.approx(1 / 6))
+
+
+def test_last_ckpt_is_never_left_half_written(tmp_path):
+    from nsr.checkpoint import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"nsr": {"step": 1}}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("interrupted while writing")
+
+    with pytest.raises(RuntimeError):  # the writer stops half-way through the new checkpoint
+        io.save_checkpoint({"nsr": {"step": 2}, "blob": torch.zeros(1000), "stop": Unpicklable()}, path)
+    assert torch.load(path, weights_only=True) == {"nsr": {"step": 1}} and os.listdir(tmp_path) == ["last.ckpt"]

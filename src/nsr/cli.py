@@ -229,7 +229,10 @@ def main(args=None) -> int:
     if argv and argv[0] == "experiment":
         from nsr import experiments
 
-        return experiments.main(argv[1:]) or 0
+        try:
+            return experiments.main(argv[1:]) or 0
+        except SystemExit as e:  # argparse's --help and usage errors
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     debug = os.environ.get("NSR_DEBUG", "") not in ("", "0")
     tips = _DropTips()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(tips)
