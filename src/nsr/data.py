@@ -2,8 +2,8 @@
 
 A replicator's data is its own weights. At the start of every epoch (the Trainer calls
 ``train_dataloader()`` once per epoch with ``reload_dataloaders_every_n_epochs=1``, before
-``on_train_epoch_start``) the module's population is copied, turned into samples and given a
-per-particle visiting order: one epoch is one pass over that snapshot, as in the paper.
+``on_train_epoch_start``) the module's population is copied and turned into samples: one epoch
+is one pass over that snapshot, as in the paper.
 
 The loader yields the whole epoch as one batch ``{"x", "y", "batch_size", "shuffle"}``; the
 module's ``training_step`` runs all of its SGD steps (Lightning's per-step overhead would
