@@ -341,12 +341,17 @@ class TrajectoryRecorder(Callback):
         return times, torch.cat(self.ids), torch.cat(self.weights)
 
     def state_dict(self):
-        return {"times": list(self.times), "ids": list(self.ids), "weights": list(self.weights)}
+        # a few stacked tensors rather than two per record: a checkpoint is written every epoch,
+        # and each tensor costs a record of its own in the file
+        times, ids, weights = self.trajectories()
+        sizes = torch.tensor([i.shape[0] for i in self.ids], dtype=torch.long)
+        return {"times": torch.tensor(self.times, dtype=torch.long), "sizes": sizes, "ids": ids, "weights": weights}
 
     def load_state_dict(self, state_dict):
-        self.times = list(state_dict["times"])
-        self.ids = list(state_dict["ids"])
-        self.weights = list(state_dict["weights"])
+        sizes = state_dict["sizes"].tolist()
+        self.times = state_dict["times"].tolist()
+        self.ids = list(state_dict["ids"].split(sizes)) if sizes else []
+        self.weights = list(state_dict["weights"].split(sizes)) if sizes else []
 
 
 def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
