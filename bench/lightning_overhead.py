@@ -7,7 +7,8 @@ For each population size P it times, on the same weightwise (2, 2) replicators:
 - ``self_train``: the pure function, ``epochs`` epochs of batch-size-1 SGD;
 - ``fit (config)``: ``nsr fit --config configs/weightwise.yaml`` as shipped (fixpoint scalars every
   epoch, trajectories every 10, ``last.ckpt`` written every epoch, TensorBoard);
-- ``fit (bare)``: the same run with no callbacks, logger or checkpoints: Lightning's loop alone.
+- ``fit (bare)``: the same run with no logger, checkpoints or per-epoch callbacks: Lightning's
+  loop alone (the data module's snapshot and one training_step per epoch).
 Only the epochs are timed (``on_train_start`` to the end of the last epoch); ``total s`` adds
 start-up (imports, config parsing) and the figures and robustness probe drawn at the end. The module runs each epoch in one ``training_step``.
 """
@@ -65,7 +66,9 @@ def time_fit(P: int, epochs: int, bare: bool) -> tuple[float, float]:
     args = ["fit", "--config", CONFIG, "--model.init_args.population", str(P), "--trainer.max_epochs", str(epochs),
             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
     if bare:
-        args += ["--trainer.callbacks", "[]", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        # the fixpoint monitor measures only the last epoch (nsr fit adds one when a config has none)
+        args += ["--trainer.callbacks", "[{class_path: nsr.callbacks.FixpointMonitor, init_args: {every_n_epochs: %d}}]"
+                 % (epochs + 1), "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
                  "--trainer.check_val_every_n_epoch", str(epochs + 1)]
     args += ["--trainer.callbacks+=lightning_overhead.LoopTimer"]
     with tempfile.TemporaryDirectory() as tmp:
