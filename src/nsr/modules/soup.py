@@ -1,0 +1,256 @@
+"""SoupModule: the soup (``nsr.soup``) as a LightningModule, one generation per epoch, sharded over devices.
+
+    nsr fit --config configs/soup.yaml
+    nsr fit --config configs/soup.yaml --model.init_args.size 100000
+    nsr fit --config configs/soup.yaml --trainer.accelerator cpu --trainer.devices 2
+
+The soup's samples change within a generation (attacks, learning from others), so the module
+generates them itself: it uses manual optimization and its own step-count loader
+(:class:`GenerationSteps`, one step per generation), and every step runs one
+:func:`nsr.soup.generation_step`.
+
+On several devices the population is *sharded*: each process owns a contiguous slice of the
+particles (``configure_model``), partners' genomes are gathered from the whole population, and all
+randomness is keyed by (seed, generation, global particle index), so 1 and N processes give the
+same soup. :class:`SoupStrategy` (registered as ``"soup"``) is Lightning's DDP strategy without the
+DistributedDataParallel wrapper: plain DDP would broadcast rank 0's particles to every rank and
+average the gradients of different particles. Checkpoints hold the whole population and resume on
+any device count.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
+from torch.utils.data import DataLoader, Dataset
+
+from nsr.fixpoints import check_epsilon
+from nsr.replicators import Replicator, Weightwise, from_config
+from nsr.soup import (Shard, SoupState, check_soup_args, gather_rows, generation_step, initial_state,
+                      shard_bounds, whole)
+
+# a soup trains without a torch optimizer (nsr.training updates the genomes) and its loader only
+# counts generations: these two warnings would only say so
+warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*self\.log\('soup/.*sync_dist=True.*")  # soup/* are global counts
+
+
+class GenerationSteps(Dataset):
+    """The soup's loader data: ``steps`` items per epoch, each only a step number. The samples
+    themselves are made from the current genomes inside ``training_step``."""
+
+    def __init__(self, steps: int = 1):
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class SoupStrategy(DDPStrategy):
+    """DDP for a sharded population: processes, collectives and checkpoint gathering as in
+    Lightning's ``DDPStrategy``, but the module is not wrapped in ``DistributedDataParallel``, so
+    nothing broadcasts one rank's particles or averages gradients across particles. Works on one
+    device too. Use it as ``trainer.strategy: soup`` or by class path
+    ``nsr.modules.soup.SoupStrategy``."""
+
+    strategy_name = "soup"
+
+    def configure_ddp(self) -> None:
+        pass  # each rank's particles are its own: no wrapper
+
+    def setup_distributed(self) -> None:
+        if self.num_nodes * self.num_processes > 1:
+            return super().setup_distributed()
+        self.set_world_ranks()  # one process: no process group, collectives are the identity
+
+    def all_gather(self, tensor: torch.Tensor, group=None, sync_grads: bool = False) -> torch.Tensor:
+        """``[world, ...]``: ``tensor`` from every process, in rank order (no autograd)."""
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return tensor[None]
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size(group))]
+        torch.distributed.all_gather(parts, tensor, group=group)
+        return torch.stack(parts)
+
+    @classmethod
+    def register_strategies(cls, strategy_registry) -> None:
+        strategy_registry.register(cls.strategy_name, cls, description="DDP processes for a sharded soup (no DDP wrapper)")
+
+
+if SoupStrategy.strategy_name not in StrategyRegistry:
+    SoupStrategy.register_strategies(StrategyRegistry)
+
+
+class SoupModule(pl.LightningModule):
+    """A soup of ``size`` replicators evolving one generation per epoch (science.md, "The soup").
+
+    Each generation: attacks (``attacking_rate``), learning from others (``learn_from_rate``,
+    ``learn_from_severity`` epochs), ``train`` epochs of self-training, and the respawn of divergent
+    (``remove_divergent``) and zero (``remove_zero``) particles; see :mod:`nsr.soup`. ``seed`` keys
+    all randomness (default: the run's ``seed_everything``). ``lr``, ``batch_size``, ``momentum``
+    and ``shuffle`` are the training hyper-parameters of ``nsr.training``; ``epsilon`` the fixpoint
+    tolerance used for zero particles and by the fixpoint callbacks.
+
+    Exposes the nsr module contract: ``replicator``, ``epsilon``, ``population`` (this process's
+    ``[P_local, W]``), ``gather_population()`` (the whole ``[P, W]``), ``particle_ids``.
+    """
+
+    def __init__(self, replicator: Optional[Replicator] = None, size: int = 20, attacking_rate: float = 0.1,
+                 learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0, lr: float = 0.01,
+                 batch_size: Optional[int] = 1, momentum: float = 0.0, shuffle: bool = True,
+                 remove_divergent: bool = True, remove_zero: bool = False, epsilon: float = 1e-4,
+                 seed: Optional[int] = None):
+        super().__init__()
+        if replicator is None:
+            replicator = Weightwise()
+        elif isinstance(replicator, dict):  # from a checkpoint's hyper-parameters
+            replicator = from_config(replicator)
+        if not isinstance(replicator, Replicator):
+            raise ValueError(f"replicator must be an nsr replicator, got {type(replicator).__name__}")
+        if seed is None:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        check_soup_args(size=size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
+                        learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
+                        momentum=momentum, epsilon=epsilon, seed=seed)
+        for key, value in (("shuffle", shuffle), ("remove_divergent", remove_divergent), ("remove_zero", remove_zero)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+        self.save_hyperparameters(ignore=["replicator"])
+        self.hparams["replicator"] = replicator.to_config()
+        self.hparams["seed"] = seed
+        self.replicator = replicator
+        self.size = size
+        self.seed = seed
+        self.epsilon = check_epsilon(epsilon)
+        self.soup_kwargs = dict(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
+                                learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
+                                momentum=momentum, shuffle=shuffle, remove_divergent=remove_divergent,
+                                remove_zero=remove_zero, epsilon=epsilon)
+        self.automatic_optimization = False
+        # the population lives in non-persistent buffers: they follow the module to its device,
+        # and checkpoints store the whole gathered population under checkpoint["nsr"] instead
+        self.register_buffer("genomes", torch.zeros(0, replicator.num_weights), persistent=False)  # [P_local, W]
+        self.register_buffer("ids", torch.zeros(0, dtype=torch.long), persistent=False)  # [P_local]
+        self.next_id = size
+        self.generation = 0
+        self.particle_loss = torch.full((0,), float("nan"))  # [P_local] self-training loss of the last generation
+        self._bounds = None  # the shard bounds the population was made for
+        self._version = 0  # counts state changes
+        self._gathered_ids = None  # (version, LongTensor[P]) from the last gather_population()
+
+    # ---- the nsr module contract ----------------------------------------------------------------
+    @property
+    def population(self) -> torch.Tensor:
+        """``[P_local, W]``: the genomes this process owns, detached."""
+        return self.genomes.detach()
+
+    @property
+    def particle_ids(self) -> torch.Tensor:
+        """``LongTensor[P_local]``: the ids of this process's particles (a respawned slot gets a new id)."""
+        return self.ids
+
+    def gather_population(self) -> torch.Tensor:
+        """``[P, W]``: the whole population, gathered from every process (a collective). The ids
+        are gathered with it, so that :meth:`gather_particle_ids` right after needs no collective."""
+        shard = self.shard
+        self._gathered_ids = (self._version, gather_rows(shard, self.ids))
+        return gather_rows(shard, self.genomes)
+
+    def gather_particle_ids(self) -> torch.Tensor:
+        """``LongTensor[P]``: the ids of the whole population. A collective, unless the population
+        has not changed since the last :meth:`gather_population` (then any rank may call it alone)."""
+        if self._gathered_ids is not None and self._gathered_ids[0] == self._version:
+            return self._gathered_ids[1]
+        return gather_rows(self.shard, self.ids)
+
+    @property
+    def state(self) -> SoupState:
+        return SoupState(self.genomes, self.ids, self.next_id, self.generation)
+
+    @property
+    def shard(self) -> Shard:
+        """This process's slice of the population (the whole population outside a distributed run)."""
+        trainer = self._trainer
+        world = trainer.world_size if trainer is not None else 1
+        if world == 1:
+            return whole(self.size)
+        strategy = trainer.strategy
+        return Shard(shard_bounds(self.size, world), trainer.global_rank, lambda x: strategy.all_gather(x))
+
+    def _set_state(self, state: SoupState) -> None:
+        self._version += 1
+        self._gathered_ids = None
+        self.genomes = state.weights.to(self.genomes.device)
+        self.ids = state.ids.to(self.ids.device)
+        self.next_id = int(state.next_id)
+        self.generation = int(state.generation)
+        if self.particle_loss.shape[0] != self.genomes.shape[0]:
+            self.particle_loss = torch.full((self.genomes.shape[0],), float("nan"), device=self.genomes.device)
+
+    # ---- Lightning ----------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, (SoupStrategy, SingleDeviceStrategy)):
+            raise ValueError(f"trainer.strategy: a soup is sharded over devices and cannot use "
+                             f"{type(strategy).__name__}; use 'soup' (nsr.modules.soup.SoupStrategy)")
+
+    def configure_model(self) -> None:
+        """Make this process's shard of generation 0 (idempotent: an existing shard is kept)."""
+        shard = self.shard
+        if self._bounds == shard.bounds:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.genomes.device
+        self._set_state(initial_state(self.replicator, self.size, self.seed, shard=shard, device=device))
+        self._bounds = shard.bounds
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(GenerationSteps(1), batch_size=None)
+
+    def configure_optimizers(self):
+        return None  # the genomes are updated by nsr.training, not by a torch optimizer
+
+    def training_step(self, batch, batch_idx) -> None:
+        state, events = generation_step(self.replicator, self.state, seed=self.seed, shard=self.shard, **self.soup_kwargs)
+        self._set_state(state)
+        self.particle_loss = events["particle_loss"]  # [P_local], logged as train/loss by FixpointMonitor
+        # counts over the whole soup, already equal on every rank: no sync_dist (a reduction here
+        # would be a collective that a rank-0-only reader of the metrics, e.g. a progress bar, starts alone)
+        for key in ("attacks", "learn_from", "respawned"):
+            self.log(f"soup/{key}", float(events[key]), on_step=False, on_epoch=True, batch_size=1)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        weights = self.gather_population().cpu()  # [P, W]: every process's particles
+        ids = self.gather_particle_ids().cpu()
+        checkpoint["nsr"] = {"kind": "soup", "replicator": self.replicator.to_config(), "weights": weights,
+                             "ids": ids, "next_id": self.next_id, "generation": self.generation,
+                             "seed": self.seed, "size": self.size, "epsilon": self.epsilon}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
+        where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "checkpoint"
+        nsr = checkpoint.get("nsr")
+        if not isinstance(nsr, dict) or "replicator" not in nsr:
+            raise ValueError(f"{where}: not an nsr checkpoint (no 'nsr' entry)")
+        if nsr.get("kind") != "soup":
+            raise ValueError(f"{where} was written by a {nsr.get('kind')} run, this is a soup run")
+        rep = from_config(nsr["replicator"])
+        if rep != self.replicator:
+            raise ValueError(f"{where} holds {rep!r}, but this run's replicator is {self.replicator!r}")
+        weights, ids = nsr["weights"], nsr["ids"]
+        if weights.shape[0] != self.size:
+            raise ValueError(f"{where} holds {weights.shape[0]} particles, but model.init_args.size is {self.size}")
+        self.seed = int(nsr["seed"])  # the run goes on with the randomness it started with
+        self.hparams["seed"] = self.seed
+        shard = self.shard
+        lo, hi = shard.start, shard.stop
+        self._set_state(SoupState(weights[lo:hi].clone(), ids[lo:hi].clone(), int(nsr["next_id"]), int(nsr["generation"])))
+        self._bounds = shard.bounds
