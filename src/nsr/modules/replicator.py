@@ -105,7 +105,7 @@ class ReplicatorModule(L.LightningModule):
             from nsr.checkpoint import check_compatible
 
             ckpt = check_compatible(init_from, replicator, population=population)
-            w = ckpt["nsr"]["weights"].to(w.dtype)
+            w = replicator.check_weights(ckpt["nsr"]["weights"].to(w.dtype), f"the weights in {init_from}")
         self.genomes = nn.Parameter(w)
         self.particle_loss = torch.full((population,), math.nan)  # [P] mean loss of the last epoch
 
