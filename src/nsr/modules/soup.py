@@ -33,9 +33,7 @@ from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.soup import (Shard, SoupState, check_soup_args, gather_rows, generation_step, initial_state,
                       shard_bounds, whole)
 
-# a soup trains without a torch optimizer (nsr.training updates the genomes) and its loader only
-# counts generations: these two warnings would only say so
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")
+# the soup's loader only counts generations: more workers would not help
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*self\.log\('soup/.*sync_dist=True.*")  # soup/* are global counts
 
@@ -52,6 +50,18 @@ class GenerationSteps(Dataset):
 
     def __getitem__(self, i: int) -> int:
         return i
+
+
+class GenerationCounter(torch.optim.Optimizer):
+    """The soup's optimizer, for Lightning's step counting only: ``nsr.soup`` updates the genomes,
+    and ``training_step`` calls :meth:`step` once per generation, so ``trainer.global_step`` counts
+    generations (checkpoint triggers, ``max_steps`` and the TensorBoard x axis rely on it)."""
+
+    def __init__(self):
+        super().__init__([torch.zeros(())], {})
+
+    def step(self, closure=None):
+        return closure() if closure is not None else None
 
 
 class SoupStrategy(DDPStrategy):
@@ -215,11 +225,12 @@ class SoupModule(pl.LightningModule):
         return DataLoader(GenerationSteps(1), batch_size=None)
 
     def configure_optimizers(self):
-        return None  # the genomes are updated by nsr.training, not by a torch optimizer
+        return GenerationCounter()  # the genomes are updated by nsr.soup; this only counts generations
 
     def training_step(self, batch, batch_idx) -> None:
         state, events = generation_step(self.replicator, self.state, seed=self.seed, shard=self.shard, **self.soup_kwargs)
         self._set_state(state)
+        self.optimizers().step()  # global_step = generations
         self.particle_loss = events["particle_loss"]  # [P_local], logged as train/loss by FixpointMonitor
         # counts over the whole soup, already equal on every rank: no sync_dist (a reduction here
         # would be a collective that a rank-0-only reader of the metrics, e.g. a progress bar, starts alone)
