@@ -35,7 +35,6 @@ from nsr.soup import (Shard, SoupState, check_soup_args, gather_rows, generation
 
 # the soup's loader only counts generations: more workers would not help
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*self\.log\('soup/.*sync_dist=True.*")  # soup/* are global counts
 
 
 class GenerationSteps(Dataset):
@@ -152,6 +151,7 @@ class SoupModule(pl.LightningModule):
         self.next_id = size
         self.generation = 0
         self.particle_loss = torch.full((0,), float("nan"))  # [P_local] self-training loss of the last generation
+        self.events: dict = {}  # the last generation's events (nsr.soup.generation_step)
         self._bounds = None  # the shard bounds the population was made for
         self._version = 0  # counts state changes
         self._gathered_ids = None  # (version, LongTensor[P]) from the last gather_population()
@@ -232,10 +232,17 @@ class SoupModule(pl.LightningModule):
         self._set_state(state)
         self.optimizers().step()  # global_step = generations
         self.particle_loss = events["particle_loss"]  # [P_local], logged as train/loss by FixpointMonitor
-        # counts over the whole soup, already equal on every rank: no sync_dist (a reduction here
-        # would be a collective that a rank-0-only reader of the metrics, e.g. a progress bar, starts alone)
-        for key in ("attacks", "learn_from", "respawned"):
-            self.log(f"soup/{key}", float(events[key]), on_step=False, on_epoch=True, batch_size=1)
+        self.events = events
+
+    def on_train_epoch_end(self) -> None:
+        """Log the generation's events ``soup/attacks|learn_from|respawned``, counted over the whole
+        soup (equal on every rank, so no reduction), with the generations done as the step, as the
+        fixpoint callbacks do; they also go into ``trainer.callback_metrics`` on every rank."""
+        metrics = {f"soup/{key}": float(self.events.get(key, 0)) for key in ("attacks", "learn_from", "respawned")}
+        trainer = self.trainer
+        for logger in trainer.loggers:  # loggers write on rank 0 only
+            logger.log_metrics(metrics, step=self.generation)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
