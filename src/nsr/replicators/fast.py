@@ -5,7 +5,7 @@ implementations of the same arithmetic live behind :func:`train`, :func:`loss_an
 :func:`apply` (which ``nsr.training`` and the replicators call; nothing else needs to):
 
 - **native** (float32 on CPU): the C kernels of :mod:`nsr.replicators.native`, built on first use;
-  a block of 16 particles runs a whole epoch in registers (about 100 bytes of memory traffic per
+  a block of 8 particles runs a whole epoch in registers (about 100 bytes of memory traffic per
   particle and epoch). Threads: ``torch.get_num_threads()``.
 - **eager torch** (any device and dtype, and the fallback): the functions below, in a
   particle-last layout. A population is ``wT [W, P]``, a kernel is a view ``[inputs, outputs, P]``

@@ -2,23 +2,23 @@
 populations.
 
 A replicator network has a few dozen weights, so the work of one particle fits in registers.
-These kernels run ``LANES`` particles side by side (one SIMD lane each): a particle's weights,
-samples and activations are loaded once, a whole epoch (every step, forward, backpropagation,
-SGD update) runs in place, and the new weights are written back: about 100 bytes of memory
-traffic per particle and epoch, against the hundreds of full-size temporaries of any tensor-op
-formulation (``torch.compile`` was measured on these graphs: a minute or more to compile, slower
-than these kernels by an order of magnitude).
+These kernels run a block of 8 particles side by side (16 with AVX-512; one SIMD lane each,
+with GCC/clang vector types): a particle's weights and samples are loaded once, a whole epoch
+(every step: forward, backpropagation, SGD update) runs in place, and the new weights are
+written back: about 100 bytes of memory traffic per particle and epoch, where a tensor-op
+formulation writes and reads dozens of full-size temporaries. (``torch.compile`` of the same
+epoch, fully fused, was measured here: one to five minutes to compile, then 2-5x slower.)
 
-The C source below is compiled on first use with the system's C compiler (``cc`` or ``$CC``,
-about a second) into a cache folder (``$NSR_CACHE_DIR``, else ``~/.cache/nsr``) and loaded with
-ctypes. Without a compiler, or with ``NSR_COMPILE=0``, nsr runs the eager torch kernels of
-:mod:`nsr.replicators.fast` instead (same results to float rounding, tested).
+The C source below is compiled on first use with the system's C compiler (``$CC``, else ``cc``,
+``gcc`` or ``clang``; a few seconds) into a cache folder (``$NSR_CACHE_DIR``, else
+``~/.cache/nsr``) and loaded with ctypes. Without a compiler, or with ``NSR_COMPILE=0``, nsr runs
+the eager torch kernels of :mod:`nsr.replicators.fast` instead (same results to float rounding,
+tested), and says why once (a ``RuntimeWarning``).
 
-Arithmetic: every kernel evaluates the same expressions in the same order as torch's ops do in
-:mod:`nsr.replicators.fast` (contraction to FMA is off), sums over samples sequentially, and
-updates with ``torch.optim.SGD``'s rule, so training through the epoch kernel and stepping
-through :func:`loss_grad` plus :func:`nsr.training.sgd_step` give the same bits. A particle's
-numbers never depend on its neighbours.
+Arithmetic: sums over samples run sequentially, the update is ``torch.optim.SGD``'s rule, and
+contraction to FMA is off, so training through the epoch kernel and stepping through
+:func:`loss_grad` plus :func:`nsr.training.sgd_step` give the same bits (tested). A particle's
+numbers never depend on its neighbours or on the number of threads.
 """
 from __future__ import annotations
 
