@@ -191,3 +191,19 @@ def test_invalid_soup_arguments_raise_naming_the_key(key, value):
 def test_size_below_one_raises_naming_size():
     with pytest.raises(ValueError, match="size"):
         initial_state(REP, 0)
+
+
+def test_independent_soups_in_one_population_never_touch_each_other():
+    P, n = 40, 10
+    attacks, target, _ = attack_assignment(P, 1.0, 0, 0, soup_size=n)
+    learns, teacher = learn_from_assignment(P, 1.0, 0, 0, soup_size=n)
+    assert bool((target // n == torch.arange(P) // n).all()) and bool((teacher // n == torch.arange(P) // n).all())
+    kw = dict(seed=1, attacking_rate=0.5, learn_from_rate=0.5, train=1, soup_size=n)
+    start = initial_state(REP, P, seed=1)
+    a, _ = generation_step(REP, start, **kw)
+    other = start.weights.clone()
+    other[:n] = random_genomes(n, seed=9)  # a different first soup
+    b, _ = generation_step(REP, SoupState(other, start.ids, P, 0), **kw)
+    assert torch.equal(a.weights[n:], b.weights[n:]) and not torch.equal(a.weights[:n], b.weights[:n])
+    with pytest.raises(ValueError, match="soup_size"):
+        generation_step(REP, start, soup_size=7)

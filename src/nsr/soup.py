@@ -126,9 +126,10 @@ def _check_count(name, value, minimum):
 
 
 def check_soup_args(size=1, attacking_rate=0.0, learn_from_rate=0.0, learn_from_severity=1, train=0,
-                    lr=0.01, batch_size=1, momentum=0.0, epsilon=1e-4, seed=0):
+                    lr=0.01, batch_size=1, momentum=0.0, epsilon=1e-4, seed=0, soup_size=None):
     """Raise ``ValueError`` naming the first invalid soup argument."""
     _check_count("size", size, 1)
+    _soup_size(size, soup_size)
     _check_rate("attacking_rate", attacking_rate)
     _check_rate("learn_from_rate", learn_from_rate)
     _check_count("learn_from_severity", learn_from_severity, 0)
@@ -153,31 +154,51 @@ def initial_state(rep, size: int, seed: int = 0, shard: Optional[Shard] = None, 
     return SoupState(w, idx.clone(), size, 0)
 
 
-def attack_assignment(size: int, attacking_rate: float, seed: int, generation: int, device=None):
+def _other(idx: torch.Tensor, u: torch.Tensor, soup_size: int) -> torch.Tensor:
+    """A uniformly random *other* particle of the same soup for every particle ``idx`` ``[P]``
+    (soups of ``soup_size`` consecutive particles), from uniforms ``u`` ``[P]``."""
+    first = idx - idx % soup_size  # [P] the first particle of each one's soup
+    other = random_indices(u, max(soup_size - 1, 1))
+    return first + other + (other >= idx - first).long()  # skip itself: uniform over the other soup_size - 1
+
+
+def _soup_size(size: int, soup_size: Optional[int]) -> int:
+    if soup_size is None:
+        return size
+    if isinstance(soup_size, bool) or not isinstance(soup_size, int) or soup_size < 1 or size % soup_size:
+        raise ValueError(f"soup_size must be an integer >= 1 that divides the population size {size}, got {soup_size!r}")
+    return soup_size
+
+
+def attack_assignment(size: int, attacking_rate: float, seed: int, generation: int, device=None,
+                      soup_size: Optional[int] = None):
     """Who attacks whom in a generation, for the whole population (the same on every process).
 
     Returns ``(attacks BoolTensor[P], target LongTensor[P], priority LongTensor[P])``: whether
     particle a attacks, the other particle it attacks, and the random priority by which one of
-    several attackers of the same target wins (the highest).
+    several attackers of the same target wins (the highest). With ``soup_size``, the population is
+    independent soups of that many consecutive particles, and partners come from one's own soup.
     """
+    n = _soup_size(size, soup_size)
     idx = torch.arange(size, dtype=torch.long, device=device)
     s = KeyedStream(seed, generation, idx, "attack")
     u = s.rand(2)  # [P, 2]: attack?, whom
-    attacks = (u[:, 0] < attacking_rate) & (size > 1)
-    target = random_indices(u[:, 1], max(size - 1, 1))
-    target = target + (target >= idx).long()  # skip itself: uniform over the other P - 1
+    attacks = (u[:, 0] < attacking_rate) & (n > 1)
+    target = _other(idx, u[:, 1], n)
     bits = s.bits(1)[:, 0]
     priority = ((bits >> 34) & ((1 << 30) - 1)) << _INDEX_BITS | idx  # random, ties broken by index
     return attacks, target, priority
 
 
-def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generation: int, device=None):
-    """Who learns from whom: ``(learns BoolTensor[P], teacher LongTensor[P])`` for the whole population."""
+def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generation: int, device=None,
+                          soup_size: Optional[int] = None):
+    """Who learns from whom: ``(learns BoolTensor[P], teacher LongTensor[P])`` for the whole population
+    (partners from one's own soup of ``soup_size`` consecutive particles, if given)."""
+    n = _soup_size(size, soup_size)
     idx = torch.arange(size, dtype=torch.long, device=device)
     u = KeyedStream(seed, generation, idx, "learn_from").rand(2)  # [P, 2]: learn?, from whom
-    learns = (u[:, 0] < learn_from_rate) & (size > 1)
-    teacher = random_indices(u[:, 1], max(size - 1, 1))
-    return learns, teacher + (teacher >= idx).long()
+    learns = (u[:, 0] < learn_from_rate) & (n > 1)
+    return learns, _other(idx, u[:, 1], n)
 
 
 def gather_rows(shard: Shard, local: torch.Tensor, needed: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -199,12 +220,12 @@ def gather_rows(shard: Shard, local: torch.Tensor, needed: Optional[torch.Tensor
     return torch.cat([gathered[r, :counts[r]] for r in range(shard.world)])
 
 
-def _attack_phase(rep, w, shard, seed, generation, attacking_rate):
+def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):
     """Synchronous attacks: returns the new local genomes and the number of attacks in the soup."""
     P, lo, hi = shard.size, shard.start, shard.stop
     if attacking_rate == 0 or P < 2:
         return w, 0
-    attacks, target, priority = attack_assignment(P, attacking_rate, seed, generation, device=w.device)
+    attacks, target, priority = attack_assignment(P, attacking_rate, seed, generation, w.device, soup_size)
     if not bool(attacks.any()):
         return w, 0
     attackers = attacks.nonzero()[:, 0]  # [A] global indices, ascending
@@ -227,12 +248,12 @@ def _attack_phase(rep, w, shard, seed, generation, attacking_rate):
     return w, int(attackers.numel())
 
 
-def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity, train_kwargs):
+def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity, train_kwargs, soup_size):
     """Synchronous learn_from: returns the new local genomes and the number of learn_from events."""
     P, lo, hi = shard.size, shard.start, shard.stop
     if learn_from_rate == 0 or P < 2:
         return w, 0
-    learns, teacher = learn_from_assignment(P, learn_from_rate, seed, generation, device=w.device)
+    learns, teacher = learn_from_assignment(P, learn_from_rate, seed, generation, w.device, soup_size)
     if not bool(learns.any()):
         return w, 0
     needed = torch.zeros(P, dtype=torch.bool, device=w.device)
@@ -266,7 +287,8 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
                     learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0,
                     lr: float = 0.01, batch_size: Optional[int] = 1, momentum: float = 0.0,
                     shuffle: bool = True, remove_divergent: bool = True, remove_zero: bool = False,
-                    epsilon: float = 1e-4, shard: Optional[Shard] = None) -> tuple[SoupState, dict]:
+                    epsilon: float = 1e-4, shard: Optional[Shard] = None,
+                    soup_size: Optional[int] = None) -> tuple[SoupState, dict]:
     """One generation of the soup: attack, learn_from, self-training and respawn phases, each
     synchronous (see the module docstring). Returns the new state and the generation's events,
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
@@ -275,6 +297,9 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     particles' self-training losses ``[P_local]`` (NaN for respawned slots).
 
     ``state`` holds this process's particles; ``shard`` says which (``None``: all of them).
+    ``soup_size``: the population is many independent soups of this many consecutive particles
+    (partners are drawn within each one's soup; ``None``: one soup), e.g. the trials of an
+    experiment evolved as one batch.
     Every process of a sharded soup must call this together (it gathers partners' genomes).
     Training hyper-parameters (``lr``, ``batch_size``, ``momentum``, ``shuffle``) are those of
     ``nsr.training``; momentum buffers start at zero in every phase.
@@ -283,7 +308,7 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     shard = shard or whole(P_local)
     check_soup_args(size=shard.size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
                     learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
-                    momentum=momentum, epsilon=epsilon, seed=seed)
+                    momentum=momentum, epsilon=epsilon, seed=seed, soup_size=soup_size)
     if shard.stop - shard.start != P_local or state.ids.shape != (P_local,):
         raise ValueError(f"state holds {P_local} particles and {tuple(state.ids.shape)} ids, "
                          f"shard rank {shard.rank} owns {shard.stop - shard.start}")
@@ -293,8 +318,8 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     kw = dict(lr=lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle)
     w = state.weights.detach()
 
-    w, attacks = _attack_phase(rep, w, shard, seed, g, attacking_rate)
-    w, learned = _learn_from_phase(rep, w, shard, seed, g, learn_from_rate, learn_from_severity, kw)
+    w, attacks = _attack_phase(rep, w, shard, seed, g, attacking_rate, soup_size)
+    w, learned = _learn_from_phase(rep, w, shard, seed, g, learn_from_rate, learn_from_severity, kw, soup_size)
 
     loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
     if train > 0 and P_local:

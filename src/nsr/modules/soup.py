@@ -106,7 +106,8 @@ class SoupModule(pl.LightningModule):
     (``remove_divergent``) and zero (``remove_zero``) particles; see :mod:`nsr.soup`. ``seed`` keys
     all randomness (default: the run's ``seed_everything``). ``lr``, ``batch_size``, ``momentum``
     and ``shuffle`` are the training hyper-parameters of ``nsr.training``; ``epsilon`` the fixpoint
-    tolerance used for zero particles and by the fixpoint callbacks.
+    tolerance used for zero particles and by the fixpoint callbacks. ``soup_size`` splits the
+    population into independent soups of that many consecutive particles (default: one soup).
 
     Exposes the nsr module contract: ``replicator``, ``epsilon``, ``population`` (this process's
     ``[P_local, W]``), ``gather_population()`` (the whole ``[P, W]``), ``particle_ids``.
@@ -116,7 +117,7 @@ class SoupModule(pl.LightningModule):
                  learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0, lr: float = 0.01,
                  batch_size: Optional[int] = 1, momentum: float = 0.0, shuffle: bool = True,
                  remove_divergent: bool = True, remove_zero: bool = False, epsilon: float = 1e-4,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, soup_size: Optional[int] = None):
         super().__init__()
         if replicator is None:
             replicator = Weightwise()
@@ -128,7 +129,7 @@ class SoupModule(pl.LightningModule):
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         check_soup_args(size=size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
                         learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
-                        momentum=momentum, epsilon=epsilon, seed=seed)
+                        momentum=momentum, epsilon=epsilon, seed=seed, soup_size=soup_size)
         for key, value in (("shuffle", shuffle), ("remove_divergent", remove_divergent), ("remove_zero", remove_zero)):
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false, got {value!r}")
@@ -142,7 +143,7 @@ class SoupModule(pl.LightningModule):
         self.soup_kwargs = dict(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
                                 learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
                                 momentum=momentum, shuffle=shuffle, remove_divergent=remove_divergent,
-                                remove_zero=remove_zero, epsilon=epsilon)
+                                remove_zero=remove_zero, epsilon=epsilon, soup_size=soup_size)
         self.automatic_optimization = False
         # the population lives in non-persistent buffers: they follow the module to its device,
         # and checkpoints store the whole gathered population under checkpoint["nsr"] instead
