@@ -27,10 +27,11 @@ def shrunk_soup(size=12, epochs=3, *extra):
             "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false", *extra]
 
 
-def fit(module, epochs, callbacks=(), **kw):
+def fit(module, epochs, callbacks=(), root=None, **kw):
     torch.set_num_threads(1)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), **kw)
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks),
+                         default_root_dir=root, **kw)
     trainer.fit(module)
     return trainer
 
@@ -39,9 +40,9 @@ def state_of(path):
     return torch.load(path, map_location="cpu", weights_only=True)["nsr"]
 
 
-def test_each_epoch_is_one_generation_step_exactly():
+def test_each_epoch_is_one_generation_step_exactly(tmp_path):
     module = SoupModule(**ARGS)
-    fit(module, 3)
+    fit(module, 3, root=tmp_path)
     rep, kw = Weightwise(), {k: v for k, v in ARGS.items() if k not in ("size", "seed")}
     state = initial_state(rep, 12, seed=4)
     for _ in range(3):
@@ -106,32 +107,32 @@ def test_load_from_checkpoint_rebuilds_the_whole_population(nsr):
     assert module.replicator == Weightwise()
 
 
-def test_nan_particle_never_crashes_never_spreads_and_is_counted():
+def test_nan_particle_never_crashes_never_spreads_and_is_counted(tmp_path):
     module = SoupModule(**{**ARGS, "remove_zero": False}, remove_divergent=False)
     module.configure_model()
     module.genomes[5] = math.nan
     monitor = FixpointMonitor(summary=False)
-    trainer = fit(module, 3, [monitor])
+    trainer = fit(module, 3, [monitor], root=tmp_path)
     w = module.population
     assert not bool(torch.isfinite(w[5]).all())
     assert bool(torch.isfinite(w[torch.arange(12) != 5]).all())  # it neither attacked nor taught anyone
     assert trainer.callback_metrics["fixpoint/divergent"] == pytest.approx(1 / 12)
 
 
-def test_a_soup_whose_every_particle_diverged_ends_with_a_summary(capsys):
+def test_a_soup_whose_every_particle_diverged_ends_with_a_summary(capsys, tmp_path):
     module = SoupModule(**ARGS, remove_divergent=False)
     module.configure_model()
     module.genomes[:] = math.inf
-    fit(module, 2, [FixpointMonitor(summary=True)])
+    fit(module, 2, [FixpointMonitor(summary=True)], root=tmp_path)
     assert "every particle diverged" in capsys.readouterr().out
 
 
-def test_respawned_slot_gets_a_new_id_so_trajectories_never_jump():
+def test_respawned_slot_gets_a_new_id_so_trajectories_never_jump(tmp_path):
     module = SoupModule(**{**ARGS, "attacking_rate": 0.0, "learn_from_rate": 0.0})
     module.configure_model()
     module.genomes[3] = math.nan
     recorder = TrajectoryRecorder(every_n_epochs=1, histograms=False, embedding=False)
-    fit(module, 2, [recorder])
+    fit(module, 2, [recorder], root=tmp_path)
     times, ids, _ = recorder.trajectories()
     assert module.particle_ids.tolist() == [0, 1, 2, 12] + list(range(4, 12)) and module.next_id == 13
     assert times[ids == 3].tolist() == [0] and times[ids == 12].tolist() == [1, 2]
