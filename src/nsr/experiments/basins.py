@@ -37,7 +37,11 @@ def mean_squared(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def sorted_manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Permutation-invariant mean Manhattan distance: mean |a_(i) - b_(i)| over the sorted weights, 0 for
-    genomes holding the same values in different positions."""
+    genomes holding the same values in different positions.
+
+    >>> sorted_manhattan(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 1.0, 2.5]]))
+    tensor([0.1667])
+    """
     return (a.sort(dim=1).values - b.sort(dim=1).values).abs().mean(dim=1)
 
 

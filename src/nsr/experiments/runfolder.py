@@ -64,6 +64,13 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A markdown table.
+
+    >>> print(markdown_table(["noise", "time"], [["1e-1", 5.02]]))
+    | noise | time |
+    |---|---|
+    | 1e-1 | 5.02 |
+    """
     cells = [[format_value(c) if not isinstance(c, str) else c for c in r] for r in rows]
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in cells]
