@@ -37,7 +37,7 @@ KILLER = textwrap.dedent('''
 ''')
 
 
-def nsr_fit(cwd, *args, devices=1, timeout=240):
+def nsr_fit(cwd, *args, devices=1, timeout=300):
     """``nsr fit --config configs/soup.yaml`` shrunk, in ``cwd``, as a subprocess; returns (status, stderr)."""
     script = os.path.join(os.path.dirname(sys.executable), "nsr")  # Lightning relaunches rank 1 with the same argv
     cmd = [script if os.path.exists(script) else shutil.which("nsr"), "fit", "--config", config("soup"), *SOUP,
@@ -49,9 +49,9 @@ def nsr_fit(cwd, *args, devices=1, timeout=240):
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"nsr fit {' '.join(args)} on {devices} devices did not finish in {timeout} s")
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 0 and the rank it launched
+        _, err = proc.communicate()
+        pytest.fail(f"nsr fit {' '.join(args)} on {devices} devices did not finish in {timeout} s:\n{err[-2000:]}")
     return proc.returncode, err
 
 
