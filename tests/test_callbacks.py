@@ -114,3 +114,18 @@ def test_a_fit_of_hand_built_fixpoints_logs_robustness_and_figures(nsr, tmp_path
         assert (run.log_dir / png).stat().st_size > 1000
     rows = (run.log_dir / "robustness.csv").read_text().splitlines()
     assert rows[0].startswith("noise,trials,time_to_vergence") and len(rows) == 11
+
+
+def test_the_final_progress_bar_shows_the_last_epochs_shares(capsys):
+    from nsr.callbacks import EpochProgressBar
+
+    bar = EpochProgressBar()
+    trainer = SimpleNamespace(is_global_zero=True, max_epochs=2, current_epoch=0, progress_bar_metrics={})
+    bar.on_train_start(trainer, None)
+    bar.on_train_epoch_end(trainer, None)  # an epoch's metrics are logged after this hook
+    trainer.progress_bar_metrics = {"fixpoint/nontrivial": 0.3, "train/loss": 1.0}
+    bar.on_train_epoch_end(trainer, None)
+    trainer.progress_bar_metrics = {"fixpoint/nontrivial": 0.7, "train/loss": 0.5}
+    bar.on_train_end(trainer, None)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "nontrivial=0.70" in final and "loss=5.00e-01" in final, final

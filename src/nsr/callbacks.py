@@ -439,9 +439,7 @@ class EpochProgressBar(ProgressBar):
         self._bar = tqdm(total=total, initial=trainer.current_epoch, desc="fit", unit="epoch", dynamic_ncols=True,
                          mininterval=self.refresh_s, file=sys.stderr, leave=True)
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        if self._bar is None:
-            return
+    def _set_postfix(self, trainer) -> None:
         metrics = trainer.progress_bar_metrics
         post = {}
         if "fixpoint/nontrivial" in metrics:
@@ -449,10 +447,17 @@ class EpochProgressBar(ProgressBar):
         if "train/loss" in metrics:
             post["loss"] = f"{float(metrics['train/loss']):.2e}"
         self._bar.set_postfix(post, refresh=False)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self._bar is None:
+            return
+        # the monitor and the epoch's loss are logged after this hook: these are the previous epoch's
+        self._set_postfix(trainer)
         self._bar.update(1)
 
     def on_train_end(self, trainer, pl_module):
         if self._bar is not None:
+            self._set_postfix(trainer)  # the final bar shows the last epoch's values, as the summary does
             self._bar.close()
             self._bar = None
 
