@@ -23,6 +23,10 @@ SOUP = ["--model.init_args.size", "21", "--model.init_args.attacking_rate", "0.2
         "0.2", "--model.init_args.learn_from_severity", "2", "--model.init_args.train", "3", "--model.init_args.lr", "0.3",
         "--trainer.max_epochs", "6", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
 
+# set by Lightning's launcher in the process that launched ranks; a child that sees LOCAL_RANK believes
+# it is one of the ranks and waits for the others
+DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK", "MASTER_ADDR", "MASTER_PORT")
+
 KILLER = textwrap.dedent('''
     import os, signal
     from lightning.pytorch.callbacks import Callback
@@ -42,7 +46,8 @@ def nsr_fit(cwd, *args, devices=1, timeout=300):
     script = os.path.join(os.path.dirname(sys.executable), "nsr")  # Lightning relaunches rank 1 with the same argv
     cmd = [script if os.path.exists(script) else shutil.which("nsr"), "fit", "--config", config("soup"), *SOUP,
            "--trainer.devices", str(devices), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")]))
+    env = {k: v for k, v in os.environ.items() if k not in DDP_VARIABLES}  # a fresh launch, not a rank of another
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")]))
     os.makedirs(cwd, exist_ok=True)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

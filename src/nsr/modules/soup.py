@@ -75,6 +75,11 @@ class SoupStrategy(DDPStrategy):
     def configure_ddp(self) -> None:
         pass  # each rank's particles are its own: no wrapper
 
+    def _configure_launcher(self) -> None:
+        if self.num_nodes * self.num_processes > 1:
+            return super()._configure_launcher()
+        self._launcher = None  # one process: nothing to launch (and no DDP variables left in os.environ)
+
     def setup_distributed(self) -> None:
         if self.num_nodes * self.num_processes > 1:
             return super().setup_distributed()
