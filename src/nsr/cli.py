@@ -44,6 +44,7 @@ _QUIET = [  # Lightning advice that does not apply to populations generated in m
     r".*`training_step` returned `None`.*",
     r".*GPU available but not used.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*The dirpath has changed from .* won't be reloaded.*",  # every resume or validate logs to a new version
 ]
 
 
