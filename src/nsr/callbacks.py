@@ -283,9 +283,9 @@ class TrajectoryRecorder(Callback):
 
     def record(self, trainer, pl_module, time: int) -> None:
         w = pl_module.gather_population()  # collective
+        ids = _gather_ids(pl_module, w.shape[0])  # may be a collective too: every rank calls it
         if not trainer.is_global_zero:
             return
-        ids = _gather_ids(pl_module, w.shape[0])
         n = min(self.max_particles, w.shape[0])
         self.times.append(int(time))
         self.ids.append(ids[:n].clone())
@@ -309,17 +309,17 @@ class TrajectoryRecorder(Callback):
 
     def on_train_end(self, trainer, pl_module):
         w = pl_module.gather_population()
+        ids = _gather_ids(pl_module, w.shape[0])  # may be a collective too: every rank calls it
         log_dir = trainer.log_dir
         if not trainer.is_global_zero:
             return
         if self.times and self.times[-1] != trainer.current_epoch:
             self.times.append(trainer.current_epoch)
-            ids = _gather_ids(pl_module, w.shape[0])
             n = min(self.max_particles, w.shape[0])
             self.ids.append(ids[:n].clone())
             self.weights.append(w[:n].detach().float().cpu().clone())
         writer = _writer(trainer)
-        figs = trajectory_figures(*self.trajectories())
+        figs = trajectory_figures(*self.trajectories(), time_label=getattr(pl_module, "time_unit", "epoch"))
         if figs is not None:
             for name, fig in zip(("pca_2d", "pca_3d"), figs):
                 if log_dir:
@@ -367,7 +367,7 @@ def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, comps
 
 
-def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor):
+def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, time_label: str = "epoch"):
     """The trajectories in one PCA of all their (finite) points: a 2D and a 3D (time as the third
     axis) matplotlib figure, a colour per particle id. None if nothing finite was recorded."""
     from matplotlib import colormaps
@@ -400,7 +400,7 @@ def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Te
     ax2.set_title("trajectories in weight space (o start, x end)")
     ax3.set_xlabel("PC 1")
     ax3.set_ylabel("PC 2")
-    ax3.set_zlabel("epoch")
+    ax3.set_zlabel(time_label)
     fig2.tight_layout()
     return fig2, fig3
 

@@ -118,6 +118,8 @@ class SoupModule(pl.LightningModule):
     ``[P_local, W]``), ``gather_population()`` (the whole ``[P, W]``), ``particle_ids``.
     """
 
+    time_unit = "generation"  # what one epoch is, for figures
+
     def __init__(self, replicator: Optional[Replicator] = None, size: int = 20, attacking_rate: float = 0.1,
                  learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0, lr: float = 0.01,
                  batch_size: Optional[int] = 1, momentum: float = 0.0, shuffle: bool = True,
