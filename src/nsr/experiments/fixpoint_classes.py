@@ -46,6 +46,20 @@ def _binomial_note(arch: str, cls: str, ours: float, n: int, theirs: float, m: i
 
 
 # ---- the science: pure functions over populations -------------------------------------------------
+def _compare_shares(arch: str, s: dict, pub: dict, trials: int, table: list, bars: list, notes: list) -> None:
+    """Append one architecture's class shares beside the published counts: a table row, the bars of
+    the stacked figure, and a note where the difference is more than sampling noise."""
+    theirs = pub["counts"].get(arch)
+    table.append([arch, f"{trials} / {pub['trials']}"] + _shares_cells(s, theirs, pub["trials"]))
+    bars.append((f"{arch} ours", s))
+    if theirs:
+        bars.append((f"{arch} published", {k: v / pub["trials"] for k, v in theirs.items()}))
+        for c, v in theirs.items():
+            n = _binomial_note(arch, c, s[c], trials, v / pub["trials"], pub["trials"])
+            if n:
+                notes.append(n)
+
+
 def self_apply(rep, w: torch.Tensor, applications: int, tick=None) -> torch.Tensor:
     """``applications`` self-applications w <- F(w) of every genome ``w`` ``[P, W]``."""
     for _ in range(applications):
@@ -139,15 +153,7 @@ def run_applying(args, folder) -> Report:
             row = {"architecture": arch, "trials": args.trials, "applications": args.applications, **s}
             rows.append(row)
             folder.log_scalars(f"applying/{arch}", row)
-            theirs = pub["counts"].get(arch)
-            table.append([arch, f"{args.trials} / {pub['trials']}"] + _shares_cells(s, theirs, pub["trials"]))
-            bars.append((f"{arch} ours", s))
-            if theirs:
-                bars.append((f"{arch} published", {k: v / pub["trials"] for k, v in theirs.items()}))
-                for c, v in theirs.items():
-                    n = _binomial_note(arch, c, s[c], args.trials, v / pub["trials"], pub["trials"])
-                    if n:
-                        notes.append(n)
+            _compare_shares(arch, s, pub, args.trials, table, bars, notes)
     notes += [
         "Shares are ours / published (published counts of 50 divided by 50). A share near 0.5 measured on 50 "
         "networks has a standard error of about 0.07, so differences up to ~0.14 are sampling noise.",
@@ -209,15 +215,7 @@ def run_training(args, folder) -> Report:
             rows.append(row)
             folder.log_scalars(f"training/{arch}", row)
             curves[arch] = (xs, ys)
-            theirs = pub["counts"].get(arch)
-            table.append([arch, f"{args.trials} / {pub['trials']}"] + _shares_cells(s, theirs, pub["trials"]))
-            bars.append((f"{arch} ours", s))
-            if theirs:
-                bars.append((f"{arch} published", {k: v / pub["trials"] for k, v in theirs.items()}))
-                for c, v in theirs.items():
-                    n = _binomial_note(arch, c, s[c], args.trials, v / pub["trials"], pub["trials"])
-                    if n:
-                        notes.append(n)
+            _compare_shares(arch, s, pub, args.trials, table, bars, notes)
     if any("aggregate_fixpoint" in r for r in rows):
         r = next(r for r in rows if "aggregate_fixpoint" in r)
         notes.append(f"aggregating: weight by weight no trained network is a fixpoint (each new aggregate is written "
