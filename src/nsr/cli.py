@@ -174,15 +174,19 @@ def one_line(message: str, limit: int = 300) -> str:
 
     >>> one_line('Parser key "model":\\n  Errors:\\n    - Problem with given class_path \\'M\\':\\n        Option \\'foo\\' is not accepted')
     "model.init_args: Option 'foo' is not accepted"
+    >>> one_line('Parser key "config": File does not exist: x.yaml')
+    'config: File does not exist: x.yaml'
     """
     path, leaves = [], []
     for raw in str(message).splitlines():
         line = raw.strip().lstrip("-").strip()
         if not line or _NOISE.match(line):
             continue
-        m = re.fullmatch(r'Parser key "([^"]+)":', line)
+        m = re.fullmatch(r'Parser key "([^"]+)":(.*)', line)
         if m:
             path.append(m.group(1))
+            if m.group(2).strip():
+                leaves.append(m.group(2).strip())
             continue
         if re.fullmatch(r"Problem with given class_path '[^']+':", line):
             path.append("init_args")
