@@ -155,3 +155,10 @@ def test_plain_ddp_is_refused_naming_the_soup_strategy():
 def test_invalid_arguments_raise_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         SoupModule(**{**ARGS, key: value})
+
+
+def test_a_soup_that_does_not_self_train_reports_no_training_loss():
+    from nsr.modules import SoupModule
+
+    assert SoupModule(size=3, train=0, learn_from_rate=0.5).particle_loss is None
+    assert SoupModule(size=3, train=2).particle_loss is not None

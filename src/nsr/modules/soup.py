@@ -210,8 +210,18 @@ class SoupModule(pl.LightningModule):
         self.ids = state.ids.to(self.ids.device)
         self.next_id = int(state.next_id)
         self.generation = int(state.generation)
-        if self.particle_loss.shape[0] != self.genomes.shape[0]:
-            self.particle_loss = torch.full((self.genomes.shape[0],), float("nan"), device=self.genomes.device)
+        if self._particle_loss.shape[0] != self.genomes.shape[0]:
+            self._particle_loss = torch.full((self.genomes.shape[0],), float("nan"), device=self.genomes.device)
+
+    @property
+    def particle_loss(self) -> Optional[torch.Tensor]:
+        """``[P_local]`` each particle's self-training loss in the last generation; None when the
+        soup does not self-train (``train: 0``), so no meaningless ``train/loss`` is logged."""
+        return self._particle_loss if self.soup_kwargs["train"] > 0 else None
+
+    @particle_loss.setter
+    def particle_loss(self, value: torch.Tensor) -> None:
+        self._particle_loss = value
 
     # ---- Lightning ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
