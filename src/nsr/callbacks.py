@@ -127,6 +127,7 @@ class FixpointMonitor(Callback):
         ckpt = trainer.checkpoint_callback
         self.final = {
             "replicator": repr(pl_module.replicator), "population": int(w.shape[0]), "epochs": trainer.current_epoch,
+            "time_unit": getattr(pl_module, "time_unit", "epoch"),
             "shares": {n: c / max(w.shape[0], 1) for n, c in zip(CLASS_NAMES, counts)}, "counts": dict(zip(CLASS_NAMES, counts)),
             "distance_mean": float(d[finite].mean()) if bool(finite.any()) else math.nan,
             "distance_max": float(d[finite].max()) if bool(finite.any()) else math.nan,
@@ -153,7 +154,7 @@ def format_summary(s: dict) -> str:
         dist = "none finite (every particle diverged)"
     else:
         dist = f"mean {s['distance_mean']:.3g}, max {s['distance_max']:.3g} (finite particles)"
-    lines = [f"nsr: {s['population']} x {s['replicator']} after {s['epochs']} epochs",
+    lines = [f"nsr: {s['population']} x {s['replicator']} after {s['epochs']} {s.get('time_unit', 'epoch')}s",
              f"  classes:   {shares}",
              f"  fixpoint distance: {dist}"]
     if s.get("log_dir"):
