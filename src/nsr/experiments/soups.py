@@ -134,13 +134,18 @@ def run_learn_from_soup(args, folder) -> Report:
     fig = figures.sweep_lines("learn_from severity (epochs)", "non-trivial fixpoints per soup", "learn_from soup",
                               {f"{args.architecture}": (sev, ys)},
                               {f"{args.architecture}": (pub["severities"], pub["nontrivial_per_soup"])})
-    return Report(rows, ["architecture", "severity", "soups x particles", "non-trivial per soup ours / published",
-                         "difference", "zero per soup ours / published", "divergent per soup", "other per soup"],
+    return Report(rows, _sweep_columns("severity"),
                   table, notes, {"nontrivial_per_soup": fig},
                   {"soups per severity": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
                    "generations": (args.generations, pub["generations"]),
                    "learn_from_rate": (args.learn_from_rate, pub["learn_from_rate"]),
                    "severities": (",".join(map(str, sev)), "0,10,...,100")})
+
+
+def _sweep_columns(setting: str) -> list[str]:
+    """The printed table's columns of a soup sweep over ``setting``."""
+    return ["architecture", setting, "soups x particles", "non-trivial per soup ours / published",
+            "difference", "zero per soup ours / published", "divergent per soup", "other per soup"]
 
 
 # ---- mixed_soup ------------------------------------------------------------------------------------
@@ -183,8 +188,7 @@ def run_mixed_soup(args, folder) -> Report:
                                  "network is practically never a fixpoint weight by weight)."]
     fig = figures.sweep_lines("self-training epochs per generation", "non-trivial fixpoints per soup", "mixed soup",
                               series, pub_series)
-    return Report(rows, ["architecture", "trains", "soups x particles", "non-trivial per soup ours / published",
-                         "difference", "zero per soup ours / published", "divergent per soup", "other per soup"],
+    return Report(rows, _sweep_columns("trains"),
                   table, notes, {"nontrivial_per_soup": fig},
                   {"soups per setting": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
                    "generations": (args.generations, pub["generations"]),
