@@ -1,7 +1,7 @@
 """Checkpoints: reading populations back, checking compatibility, writing atomically.
 
 Every nsr LightningModule stores ``checkpoint["nsr"] = {"replicator": rep.to_config(),
-"weights": [P, W] (the whole population), "kind": "replicator" | "soup", ...}`` beside
+"weights": [P, W] (the whole population), "kind": "replicator" | "soup" | "organism", ...}`` beside
 Lightning's own entries, so any checkpoint nsr writes can be read without knowing which module
 wrote it.
 """
@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nsr.replicators import Replicator, from_config
 
-KINDS = ("replicator", "soup")
+KINDS = ("replicator", "soup", "organism")
 
 
 def read_checkpoint(path) -> dict:
