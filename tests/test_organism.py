@@ -135,3 +135,21 @@ def test_tiny_fit_logs_its_scalars_and_checkpoints_the_particles(tmp_path):
     assert rep == Particle() and torch.equal(w, module.population)
     back = OrganismModule.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert torch.equal(back.population, module.population) and back.history == module.history
+
+
+def test_experiment_writes_dropout_beside_magnitude_pruning(tmp_path):
+    import csv
+
+    from nsr.experiments import main
+
+    out = tmp_path / "organism"
+    assert main(["organism", "--trials", "2", "--epochs", "2", "--hidden", "4", "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert len(epochs) == 4  # 2 seeds x 2 epochs, each with its class shares summing to 1
+    assert all(abs(sum(float(r[c]) for c in ("divergent", "zero", "nontrivial", "second_order", "other")) - 1) < 1e-9
+               for r in epochs)
+    dropout = [r for r in rows if r["kind"] == "dropout"]
+    assert dropout and all(r["dense_magnitude"] != "" and r["class_zeroed"] != "" for r in dropout)
+    assert {f.name for f in out.iterdir()} >= {"results.md", "classes_per_epoch.png", "accuracy.png", "dropout.png"}
+    assert "magnitude" in (out / "results.md").read_text()

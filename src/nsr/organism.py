@@ -213,15 +213,27 @@ class Organism:
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``[B, widths[-1]]``: the host's output on inputs ``x`` ``[B, widths[0]]``, computed
         through its particles ``w`` ``[P, W]``: unit j of a layer sums its particles' outputs."""
+        return self.signals(w, x)[-1]
+
+    def signals(self, w: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+        """The host's units on inputs ``x``: ``[B, widths[l]]`` for every host layer l (the input
+        ``x`` first, the output last), each the input of the next layer's particles."""
         self.check(w)
         linear = self.particle.activation == "linear" and not self.exact
         G = self.gains(w) if linear else None
-        h = x
+        hs = [x]
         for l in range(len(self.layers)):
-            h = h @ G[l] if linear else self.contributions(w, l, h).sum(1)  # [B, n_out]
-            if l < len(self.layers) - 1:
-                h = activate(self.activation, h)
-        return h
+            h = hs[-1] @ G[l] if linear else self.contributions(w, l, hs[-1]).sum(1)  # [B, n_out]
+            hs.append(activate(self.activation, h) if l < len(self.layers) - 1 else h)
+        return hs
+
+    def silent(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``BoolTensor[P]``: particles whose input unit is 0 on every sample of ``x`` (they get
+        no task gradient: only self-replication moves them)."""
+        with torch.no_grad():
+            hs = self.signals(w, x)
+        return torch.cat([(hs[l] == 0).all(0)[:, None].expand(n_in, n_out).reshape(-1)
+                          for l, (_, _, n_in, n_out) in enumerate(self.layers)])
 
     def replication_loss(self, w: torch.Tensor) -> torch.Tensor:
         """``[P]``: every particle's self-replication MSE on its own samples, made from a snapshot

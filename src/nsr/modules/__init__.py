@@ -1,8 +1,8 @@
 """The LightningModules of nsr. Each exposes ``replicator``, ``epsilon``, ``population`` (this
 process's ``[P_local, W]`` genomes, detached), ``gather_population()`` (the whole ``[P, W]``) and
 ``particle_ids``, which is all the callbacks in ``nsr.callbacks`` rely on."""
-from nsr.modules.organism import OrganismModule
+from nsr.modules.organism import DenseModule, OrganismModule
 from nsr.modules.replicator import PopulationSGD, ReplicatorModule
 from nsr.modules.soup import SoupModule
 
-__all__ = ["ReplicatorModule", "PopulationSGD", "SoupModule", "OrganismModule"]
+__all__ = ["ReplicatorModule", "PopulationSGD", "SoupModule", "OrganismModule", "DenseModule"]

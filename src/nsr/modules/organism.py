@@ -25,6 +25,7 @@ Logged per epoch: ``task/loss`` (mean over the epoch's batches), ``task/<metric>
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional, Union
 
 import lightning as L
@@ -33,7 +34,7 @@ from torch import nn
 
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, counts
 from nsr.modules.replicator import PopulationSGD
-from nsr.organism import Organism, Particle, check_widths
+from nsr.organism import Organism, Particle, check_widths, dense_forward, dense_init
 from nsr.replicators import from_config
 from nsr.soup import SoupState, check_soup_args, generation_step
 from nsr.tasks import Task
@@ -94,7 +95,7 @@ class OrganismModule(L.LightningModule):
         self.genomes = nn.Parameter(self.organism.init(generator=torch.Generator().manual_seed(seed)))  # [P, W]
         self.particle_loss = torch.full((self.organism.num_particles,), math.nan)  # [P] replication loss, last step
         self.events = {"attacks": 0, "learn_from": 0, "respawned": 0}
-        self.history: list[dict] = []  # one row per epoch: class counts and task scores (for experiments)
+        self.history: list[dict] = []  # one row per epoch: seconds of its steps, class counts, task scores
         self._epoch_loss = []
 
     # ---- the nsr module contract -----------------------------------------------------------------
@@ -152,8 +153,10 @@ class OrganismModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss = []
+        self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
+        seconds = time.perf_counter() - self._epoch_start  # the epoch's training steps
         if self.soup_kwargs["attacking_rate"] or self.soup_kwargs["learn_from_rate"]:
             self._soup_generation()
         if not self.replication_weight:
@@ -167,7 +170,7 @@ class OrganismModule(L.LightningModule):
         for k, v in metrics.items():
             self.log(k, v, on_epoch=True, batch_size=1)
         c = counts(classify(self.replicator, self.population, self.epsilon, self.second_order)).tolist()
-        self.history.append({"epoch": self.current_epoch + 1, **metrics,
+        self.history.append({"epoch": self.current_epoch + 1, "seconds": seconds, **metrics,
                              **dict(zip(("divergent", "zero", "nontrivial", "second_order", "other"), c))})
 
     @torch.no_grad()
@@ -205,4 +208,59 @@ class OrganismModule(L.LightningModule):
         self.history = list(nsr.get("history", []))
 
 
-__all__ = ["OrganismModule"]
+class DenseModule(L.LightningModule):
+    """The reference for organism networks: a dense network of the host's shape (``hidden``,
+    ``activation``; no biases, glorot-uniform kernels) trained on the task alone with the same SGD.
+    Logs ``task/loss``, ``task/<metric>`` and ``task/test_loss`` per epoch and keeps ``history``."""
+
+    def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [128],  # noqa: B006
+                 activation: str = "relu", lr: float = 0.01, momentum: float = 0.9, seed: int = 0):
+        super().__init__()
+        self.task = task_from_config(task)
+        if isinstance(hidden, int):
+            hidden = [hidden]
+        self.widths = check_widths([self.task.num_inputs, *list(hidden), self.task.num_outputs])
+        Organism(self.widths, activation=activation)  # validates the activation
+        check_soup_args(lr=lr, momentum=momentum, seed=seed)
+        self.save_hyperparameters(ignore=["task"])
+        self.hparams["task"] = self.task.config()
+        self.activation, self.lr, self.momentum = activation, lr, momentum
+        self.kernels = nn.ParameterList(dense_init(self.widths, generator=torch.Generator().manual_seed(seed)))
+        self.history: list[dict] = []
+        self._epoch_loss = []
+
+    def forward(self, x: torch.Tensor, kernels=None) -> torch.Tensor:
+        return dense_forward(list(self.kernels) if kernels is None else kernels, x, self.activation)
+
+    @torch.no_grad()
+    def evaluate(self, kernels=None, split: str = "test") -> dict:
+        """``{"loss", metric_name}`` of the network (or of ``kernels``) on a task split."""
+        x, y = self.task.data(split)
+        out = self.forward(x.to(self.device), kernels)[None]
+        y = y.to(self.device)
+        return {"loss": float(self.task.loss(out, y)[0]), self.task.metric_name: float(self.task.metric(out, y)[0])}
+
+    def configure_optimizers(self):
+        return PopulationSGD(list(self.kernels), lr=self.lr, momentum=self.momentum)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.task.loss(self.forward(x)[None], y)[0]
+        self._epoch_loss.append(loss.detach())
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss = []
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        seconds = time.perf_counter() - self._epoch_start
+        scores = self.evaluate()
+        metrics = {"task/loss": float(torch.stack(self._epoch_loss).mean()) if self._epoch_loss else math.nan,
+                   f"task/{self.task.metric_name}": scores[self.task.metric_name], "task/test_loss": scores["loss"]}
+        for k, v in metrics.items():
+            self.log(k, v, on_epoch=True, batch_size=1)
+        self.history.append({"epoch": self.current_epoch + 1, "seconds": seconds, **metrics})
+
+
+__all__ = ["OrganismModule", "DenseModule"]
