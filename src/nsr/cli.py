@@ -109,7 +109,8 @@ class NSRCLI(LightningCLI):
         from nsr.checkpoint import check_compatible
 
         rep = getattr(self.model, "replicator", None)
-        kind = "soup" if type(self.model).__name__ == "SoupModule" else "replicator"
+        kind = getattr(self.model, "checkpoint_kind", None) or (
+            "soup" if type(self.model).__name__ == "SoupModule" else "replicator")
         population = None
         if kind == "replicator" and hasattr(self.model, "gather_population"):
             population = self.model.gather_population().shape[0]

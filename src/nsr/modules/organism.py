@@ -59,6 +59,7 @@ class OrganismModule(L.LightningModule):
     """
 
     time_unit = "epoch"
+    checkpoint_kind = "organism"  # checkpoint["nsr"]["kind"]
 
     def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [128],  # noqa: B006 (jsonargparse)
                  particle: Optional[Particle] = None, activation: str = "relu", replication_weight: float = 1.0,
