@@ -174,6 +174,14 @@ class OrganismModule(L.LightningModule):
         self.history.append({"epoch": self.current_epoch + 1, "seconds": seconds, **metrics,
                              **dict(zip(("divergent", "zero", "nontrivial", "second_order", "other"), c))})
 
+    def validation_step(self, batch, batch_idx):
+        """``val/loss`` and ``val/<metric>`` of the host on a batch of the task's test split
+        (``nsr validate``; the fit configs log the same as ``task/*`` every epoch instead)."""
+        x, y = batch
+        out = self.forward(x)[None]
+        self.log("val/loss", self.task.loss(out, y)[0], batch_size=len(x))
+        self.log(f"val/{self.task.metric_name}", self.task.metric(out, y)[0], batch_size=len(x))
+
     @torch.no_grad()
     def _soup_generation(self) -> None:
         """One soup generation among the particles of each host layer (a loop over host layers)."""
