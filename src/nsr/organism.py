@@ -181,16 +181,17 @@ class Organism:
         return self.particle.init(self.num_particles, generator=generator, device=device)
 
     def positions(self) -> torch.Tensor:
-        """``LongTensor[P, 3]``: (host layer, input unit, output unit) of every particle."""
-        rows = [torch.stack(torch.meshgrid(torch.full((n_in,), l), torch.arange(n_in), torch.arange(n_out),
-                                           indexing="ij"), dim=-1)[:, :, 1:].reshape(-1, 2)
-                for l, (_, _, n_in, n_out) in enumerate(self.layers)]
-        layer = torch.cat([torch.full((n_in * n_out,), l) for l, (_, _, n_in, n_out) in enumerate(self.layers)])
-        return torch.cat([layer[:, None], torch.cat(rows)], dim=1)
+        """``LongTensor[P, 3]``: (host layer, input unit, output unit) of every particle.
 
-    def layer_of(self) -> torch.Tensor:
-        """``LongTensor[P]``: the host layer of every particle."""
-        return self.positions()[:, 0]
+        >>> Organism([2, 2, 1]).positions().tolist()
+        [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 1, 0]]
+        """
+        rows = []
+        for l, (_, _, n_in, n_out) in enumerate(self.layers):
+            i = torch.arange(n_in).repeat_interleave(n_out)  # p = i * n_out + j
+            j = torch.arange(n_out).repeat(n_in)
+            rows.append(torch.stack([torch.full_like(i, l), i, j], dim=1))
+        return torch.cat(rows)
 
     def check(self, w: torch.Tensor) -> torch.Tensor:
         self.particle.check_weights(w)

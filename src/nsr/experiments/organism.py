@@ -70,7 +70,7 @@ def _args(p):
     p.add_argument("--learn-from-rate", type=probability, default=0.0, help="soup learn_from per epoch within a layer (default 0)")
 
 
-def _fit(module, dm, epochs: int, logger) -> float:
+def _fit(module, dm, epochs: int, logger, callbacks=()) -> float:
     """Train ``module`` for ``epochs``; returns the seconds of the fit."""
     import lightning.pytorch as pl
 
@@ -78,7 +78,7 @@ def _fit(module, dm, epochs: int, logger) -> float:
         warnings.simplefilter("ignore")
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                             log_every_n_steps=1)
+                             log_every_n_steps=1, callbacks=list(callbacks))
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         return time.perf_counter() - t0
@@ -90,6 +90,7 @@ def run_seed(args, seed: int, folder) -> dict:
 
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from nsr.callbacks import FixpointMonitor
     from nsr.data_tasks import TaskDataModule
     from nsr.modules import DenseModule, OrganismModule
     from nsr.organism import Particle
@@ -106,7 +107,8 @@ def run_seed(args, seed: int, folder) -> dict:
     dense = DenseModule(task=task, hidden=args.hidden, activation=args.host_activation, lr=args.lr,
                         momentum=args.momentum, seed=seed)
     tb = lambda name: TensorBoardLogger(str(folder.path), name=name, version=f"seed_{seed}", default_hp_metric=False)
-    t_org = _fit(org, TaskDataModule(task, batch_size=args.batch_size, seed=seed), args.epochs, tb("organism"))
+    t_org = _fit(org, TaskDataModule(task, batch_size=args.batch_size, seed=seed), args.epochs, tb("organism"),
+                 [FixpointMonitor(summary=False)])  # fixpoint/* in TensorBoard
     t_dense = _fit(dense, TaskDataModule(task, batch_size=args.batch_size, seed=seed), args.epochs, tb("dense"))
     w = org.population
     P = w.shape[0]
