@@ -124,8 +124,8 @@ class Particle(Replicator):
         """``[N, W]`` hand-built fixpoints that copy their weight input and pass the host signal with
         ``gain`` ``[N]`` (default: one particle, gain 0). Every kernel's [0, 0] is 1 and
         ``K0[4, 0] = gain``, all else 0, so a sample ``(w_k, ids, 0)`` gives ``w_k``: the genome
-        reproduces itself (a non-trivial fixpoint for linear or relu activation, any gain), and
-        on the host it computes ``gain * s`` (relu: for ``gain * s >= 0``)."""
+        reproduces itself (a non-trivial fixpoint for linear activation and any gain; for relu
+        when ``gain >= 0``), and on the host it computes ``gain * s``."""
         gain = torch.zeros(1) if gain is None else torch.as_tensor(gain, dtype=torch.float32).reshape(-1)
         w = torch.zeros(gain.shape[0], self.num_weights)
         w[:, self.offsets] = 1.0

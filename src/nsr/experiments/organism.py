@@ -17,11 +17,10 @@ import time
 import warnings
 
 import numpy as np
-import torch
 
 from nsr.experiments import figures
-from nsr.experiments.base import (Report, add_common, batch_size, experiment, list_of, momentum, nonnegative_float,
-                                  positive_int, probability)
+from nsr.experiments.base import (Report, add_common, bar, batch_size, experiment, list_of, momentum,
+                                  nonnegative_float, positive_int, probability)
 from nsr.fixpoints import CLASS_NAMES, classify
 from nsr.organism import drop_particles, magnitude_prune, smallest
 from nsr.replicators import ACTIVATIONS
@@ -131,8 +130,9 @@ def run_seed(args, seed: int, folder) -> dict:
             "organism_magnitude": org.evaluate(drop_particles(w, smallest(strength, share)))[metric] - base,
             "dense_magnitude": dense.evaluate(magnitude_prune(kernels, share))[metric] - dense_base,
         }
-    return {"seed": seed, "particles": P, "silent": float(silent.double().mean()), "organism": base, "dense": dense_base, "organism_s": t_org,
-            "dense_s": t_dense, "history": org.history, "dense_history": dense.history, "dropout": dropout}
+    return {"seed": seed, "particles": P, "silent": float(silent.double().mean()), "organism": base,
+            "dense": dense_base, "organism_s": t_org, "dense_s": t_dense, "history": org.history,
+            "dense_history": dense.history, "dropout": dropout}
 
 
 @experiment("organism", "organism networks (a host made of self-replicating particles) vs a dense network: "
@@ -141,12 +141,13 @@ def run_organism(args, folder) -> Report:
     """Organism networks on a task over several seeds, beside a dense network of the same shape."""
     from nsr.tasks import by_name
 
-    metric = by_name(args.task).metric_name
+    task = by_name(args.task)
+    metric = task.metric_name
     results = []
-    from tqdm.auto import tqdm
-
-    for s in tqdm(range(args.trials), desc="seeds", disable=args.no_progress, leave=False):
-        results.append(run_seed(args, args.seed + s, folder))
+    with bar(args, args.trials, "seeds") as pbar:
+        for s in range(args.trials):
+            results.append(run_seed(args, args.seed + s, folder))
+            pbar.update(1)
     P = results[0]["particles"]
     rows = []
     for r in results:
@@ -157,7 +158,6 @@ def run_organism(args, folder) -> Report:
                      "dense": r["dense"], "organism_s": r["organism_s"], "dense_s": r["dense_s"]})
         for c, d in r["dropout"].items():
             rows.append({"kind": "dropout", "seed": r["seed"], "class": c, **d})
-    task = by_name(args.task)
     better = task.higher_is_better
     # ---- the dropout table --------------------------------------------------------------------------
     headers = ["class zeroed", "seeds with it", "share of particles", "of them silent", f"{metric} change: class zeroed",

@@ -61,7 +61,7 @@ class OrganismModule(L.LightningModule):
     time_unit = "epoch"
     checkpoint_kind = "organism"  # checkpoint["nsr"]["kind"]
 
-    def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [128],  # noqa: B006 (jsonargparse)
+    def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [160],  # noqa: B006 (jsonargparse)
                  particle: Optional[Particle] = None, activation: str = "relu", replication_weight: float = 1.0,
                  lr: float = 0.01, momentum: float = 0.9, attacking_rate: float = 0.0, learn_from_rate: float = 0.0,
                  learn_from_severity: int = 1, epsilon: float = 1e-4, second_order: str = "orbit",
@@ -222,7 +222,7 @@ class DenseModule(L.LightningModule):
     ``activation``; no biases, glorot-uniform kernels) trained on the task alone with the same SGD.
     Logs ``task/loss``, ``task/<metric>`` and ``task/test_loss`` per epoch and keeps ``history``."""
 
-    def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [128],  # noqa: B006
+    def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [160],  # noqa: B006
                  activation: str = "relu", lr: float = 0.01, momentum: float = 0.9, seed: int = 0):
         super().__init__()
         self.task = task_from_config(task)
