@@ -15,6 +15,8 @@ from enum import IntEnum
 
 import torch
 
+from nsr.random import add_noise
+
 SECOND_ORDER_TESTS = ("orbit", "same_network")
 
 
@@ -146,8 +148,6 @@ def robustness(rep, w: torch.Tensor, scales=tuple(10.0 ** -k for k in range(10))
     in ``w`` ``[P, W]`` (noise +-U(0,1)*scale per weight), timed by :func:`vergence_times`.
     All clones of all scales run as one batch. Returns ``{scale: (time_to_vergence [P*trials],
     time_as_fixpoint [P*trials])}``."""
-    from nsr.training import add_noise  # training sits above fixpoints only for this noise helper
-
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
     rep.check_weights(w)

@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from nsr.random import uniform
+from nsr.random import add_noise, uniform  # noqa: F401  (add_noise: re-exported)
 from nsr.replicators import fast
 
 
@@ -139,12 +139,3 @@ def _train(rep, w, teachers, epochs, lr, batch_size, momentum, shuffle, generato
     state = TrainState(w, velocity, loss)
     return state if return_state else w
 
-
-def add_noise(w: torch.Tensor, scale: float, generator=None) -> torch.Tensor:
-    """Noise at scale s: each weight +- U(0, 1) * s, the sign chosen with probability 1/2."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
-    P, W = w.shape
-    u = uniform(generator, P, 2 * W, device=w.device).to(w.dtype)  # [P, 2W]
-    sign = torch.where(u[:, W:] < 0.5, -1.0, 1.0).to(w.dtype)
-    return w + sign * u[:, :W] * scale
