@@ -106,15 +106,10 @@ class NSRCLI(LightningCLI):
         path = self._get(self.config, "ckpt_path")
         if path is None or path in ("last", "best", "hpc", "registry") or str(path).startswith("registry:"):
             return
-        from nsr.checkpoint import check_compatible
+        from nsr.modules import PopulationModule
 
-        rep = getattr(self.model, "replicator", None)
-        kind = "soup" if type(self.model).__name__ == "SoupModule" else "replicator"
-        population = None
-        if kind == "replicator" and hasattr(self.model, "gather_population"):
-            population = self.model.gather_population().shape[0]
-        if rep is not None:
-            check_compatible(path, rep, kind=kind, population=population)
+        if isinstance(self.model, PopulationModule):
+            self.model.check_checkpoint(path)
 
     def _check_writable(self):
         folders = set()
