@@ -97,18 +97,18 @@ class NSRCLI(LightningCLI):
         if not self.config.get("subcommand"):
             return
         path = self.config[self.config.subcommand].get("ckpt_path")
-        if path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:"):
+        if _is_checkpoint_file(path):
             from nsr.checkpoint import read_checkpoint
 
             read_checkpoint(path)
 
     def _check_ckpt(self):
         path = self._get(self.config, "ckpt_path")
-        if path is None or path in ("last", "best", "hpc", "registry") or str(path).startswith("registry:"):
+        if not _is_checkpoint_file(path):
             return
         from nsr.modules import PopulationModule
 
-        if isinstance(self.model, PopulationModule):
+        if isinstance(self.model, PopulationModule):  # the module knows what it can resume from
             self.model.check_checkpoint(path)
 
     def _check_writable(self):
@@ -132,6 +132,11 @@ class NSRCLI(LightningCLI):
 
     def before_validate(self):
         self._check_ckpt()
+
+
+def _is_checkpoint_file(path) -> bool:
+    """Whether ``--ckpt_path`` names a file (not one of Lightning's keywords: last, best, ...)."""
+    return path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:")
 
 
 def check_writable(folder: str) -> None:

@@ -1,5 +1,6 @@
 """Fixpoints of self-application: classification, distance, shares, and the robustness of
-fixpoints to noise (docs/science.md, "Self-replication as a fixpoint"). Pure functions over populations ``[P, W]``.
+fixpoints to noise (docs/science.md, "Self-replication as a fixpoint"). Pure functions over
+populations ``[P, W]``.
 
 >>> import torch
 >>> from nsr.replicators import Weightwise

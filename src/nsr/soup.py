@@ -49,12 +49,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 
 from nsr.fixpoints import check_epsilon
 from nsr.random import KeyedStream, random_indices
+from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
 from nsr.training import check_hyperparameters, learn_from, self_train
 
 __all__ = ["SoupParams", "SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
@@ -88,45 +89,6 @@ class SoupState(NamedTuple):
     ids: torch.Tensor
     next_id: int
     generation: int
-
-
-class Shard(NamedTuple):
-    """Where this process's particles sit in the whole population.
-
-    bounds: ``world + 1`` cumulative offsets; rank r owns global indices ``[bounds[r], bounds[r+1])``
-    rank: this process's rank
-    all_gather: ``x [n, ...]`` (the same shape on every rank) -> ``[world, n, ...]``, in rank order
-    """
-
-    bounds: tuple
-    rank: int
-    all_gather: Callable[[torch.Tensor], torch.Tensor]
-
-    @property
-    def size(self) -> int:
-        return int(self.bounds[-1])
-
-    @property
-    def start(self) -> int:
-        return int(self.bounds[self.rank])
-
-    @property
-    def stop(self) -> int:
-        return int(self.bounds[self.rank + 1])
-
-    @property
-    def world(self) -> int:
-        return len(self.bounds) - 1
-
-
-def whole(size: int) -> Shard:
-    """The shard of a population that lives in one process."""
-    return Shard((0, int(size)), 0, lambda x: x[None])
-
-
-def shard_bounds(size: int, world: int) -> tuple:
-    """Contiguous, balanced slices of ``size`` particles over ``world`` processes (cumulative offsets)."""
-    return tuple(r * size // world for r in range(world + 1))
 
 
 def _check_rate(name, value):
@@ -276,25 +238,6 @@ def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generati
     u = KeyedStream(seed, generation, idx, "learn_from").rand(2)  # [P, 2]: learn?, from whom
     learns = (u[:, 0] < learn_from_rate) & (n > 1)
     return learns, _other(idx, u[:, 1], n)
-
-
-def gather_rows(shard: Shard, local: torch.Tensor, needed: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Rows of the whole population marked in ``needed`` (BoolTensor[P], known on every process),
-    in global index order (``needed=None``: all of them). ``local`` is this process's ``[P_local, ...]`` slice.
-    A collective: every process of a sharded soup calls it together."""
-    b = shard.bounds
-    if needed is None:
-        needed = torch.ones(shard.size, dtype=torch.bool, device=local.device)
-    counts = [int(needed[b[r]:b[r + 1]].sum()) for r in range(shard.world)]
-    mine = local[needed[shard.start:shard.stop]]  # [counts[rank], ...]
-    if shard.world == 1:
-        return mine
-    m = max(counts)
-    if m == 0:
-        return mine
-    pad = torch.zeros((m - mine.shape[0],) + tuple(mine.shape[1:]), dtype=mine.dtype, device=mine.device)
-    gathered = shard.all_gather(torch.cat([mine, pad]).contiguous())  # [world, m, ...]
-    return torch.cat([gathered[r, :counts[r]] for r in range(shard.world)])
 
 
 def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):

@@ -37,7 +37,7 @@ def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     mean = x.mean(0)
     comps = torch.zeros(k, x.shape[1], dtype=torch.float64)
     m = min(k, x.shape[0], x.shape[1])
-    if x.shape[0] > 1 and m > 0:
+    if x.shape[0] > 1 and m > 0 and bool((x != mean).any()):  # points that all coincide have no direction
         comps[:m] = torch.from_numpy(PCA(n_components=m).fit(x.numpy()).components_)
     return mean, comps
 

@@ -129,7 +129,7 @@ def run_learn_from_soup(args, folder) -> Report:
     rows, table, ys, yz = _sweep(args, folder, args.architecture, "severity", sev, step_for, args.generations,
                                  pub_nt, pub_z, "learn_from_soup")
     notes = _soup_notes(args) + [
-        "The published run used sigmoid activations in its code (science notes: linear for every published run; "
+        "The published run used sigmoid activations in its code (docs/science.md: linear for every published run; "
         f"ours: {args.activation}), no self-training (train 0) and no respawning."]
     fig = figures.sweep_lines("learn_from severity (epochs)", "non-trivial fixpoints per soup", "learn_from soup",
                               {f"{args.architecture}": (sev, ys)},

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from nsr.modules.population import PopulationModule
 from nsr.replicators import Replicator, Weightwise, from_config
-from nsr.soup import (EVENT_COUNTS, Shard, SoupParams, SoupState, gather_rows, generation_step, initial_state,
-                      shard_bounds, whole)
+from nsr.sharding import Shard, gather_rows, shard_bounds, whole
+from nsr.soup import EVENT_COUNTS, SoupParams, SoupState, generation_step, initial_state
 
 
 class GenerationSteps(Dataset):
