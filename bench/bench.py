@@ -563,7 +563,7 @@ def markdown(rows, extra) -> str:
                 for r in extra["lightning_overhead"]]
         out.append("")
     out += ["## Notes", "",
-            "- nsr runs these through `nsr.replicators.fast`: native C kernels (float32 on CPU, built on first use "
+            "- nsr runs these through `nsr.kernels`: native C kernels (float32 on CPU, built on first use "
             "with the system C compiler) that run a whole epoch per block of particles in registers, else eager "
             "torch kernels in a particle-last layout (`NSR_COMPILE=0`, other dtypes, GPUs).",
             "- Flops and bytes per particle-step of weightwise (2, 2): a full-batch epoch does, per sample, 28 "

@@ -8,12 +8,11 @@ import pytest
 import torch
 from replicators_for_tests import FusedPositional, Positional
 
-import nsr
-from nsr import soup
+from nsr import load_population, soup
 from nsr.fixpoints import FixpointClass, classify
+from nsr.random import epoch_order
 from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.training import learn_from, self_train, sgd_step, take
-from nsr.random import epoch_order
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,11 +125,7 @@ trainer:
 """)
     run = nsr("fit", "--config", cfg)
     assert run.status == 0, run.err
-    rep, w = _load(run.last_ckpt)  # the fixture named nsr shadows the package here
+    rep, w = load_population(run.last_ckpt)
     assert type(rep) is Positional and rep == Positional(width=2)
     assert w.shape == (3, rep.num_weights) and torch.isfinite(w).all()
     assert isinstance(rep, Replicator)
-
-
-def _load(path):
-    return nsr.load_population(path)
