@@ -4,7 +4,9 @@ Every training function of nsr runs through nsr.kernels; these tests pin both of
 backends to references that share no code with it: autograd through ``rep.forward``, a loop of
 single ``nn.Module`` networks with their own ``torch.optim.SGD``, and each other.
 """
+import ctypes
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -345,3 +347,25 @@ def test_splitting_particles_over_threads_changes_no_bit(backend):
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_the_cache_key_includes_the_sources_so_an_edited_kernel_is_built_anew(monkeypatch, tmp_path):
+    monkeypatch.setenv("NSR_CACHE_DIR", str(tmp_path))
+    one = build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
+    two = build.compile_library("probe", {"probe.h": "#define V 2\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
+    assert one != two and sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(one).name, Path(two).name])
+    assert build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'}) == one
+    assert [ctypes.CDLL(p).v() for p in (one, two)] == [1, 2]
+
+
+def test_native_kernels_are_called_with_named_arguments_only():
+    sig = build.Signature("nsr_mlp_apply", P=build.i64, a=build.ptr)
+    with pytest.raises(TypeError, match="'a'"):
+        sig(None, P=1)
+    with pytest.raises(TypeError, match="'b'"):
+        sig(None, P=1, a=None, b=None)
+
+
+def test_the_kernel_sources_ship_as_package_data():
+    for name in ("common.h", "mlp.c", "rnn.c"):
+        assert "nsr" in build.read_source(name)
