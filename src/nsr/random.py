@@ -123,3 +123,11 @@ def add_noise(w: torch.Tensor, scale: float, generator=None) -> torch.Tensor:
     u = uniform(generator, P, 2 * W, device=w.device).to(w.dtype)  # [P, 2W]
     sign = torch.where(u[:, W:] < 0.5, -1.0, 1.0).to(w.dtype)
     return w + sign * u[:, :W] * scale
+
+
+def epoch_order(P: int, S: int, shuffle: bool = True, generator=None, device=None) -> torch.Tensor:
+    """``[P, S]``: the order in which each particle visits its S samples this epoch (an
+    independent random permutation per particle when shuffling)."""
+    if not shuffle or S == 1:
+        return torch.arange(S, device=device).expand(P, S)
+    return uniform(generator, P, S, device=device).argsort(dim=1)

@@ -26,7 +26,7 @@ from nsr.checkpoint import check_compatible
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, distance, shares
 from nsr.replicators import Replicator, Weightwise, from_config, mse
 from nsr.modules.population import PopulationModule
-from nsr.training import batches, check_hyperparameters, epoch_order, sgd_step, take, train_epoch
+from nsr.training import check_hyperparameters, sgd_step, take, train_epoch, train_epoch_steps
 
 
 class PopulationSGD(torch.optim.Optimizer):
@@ -157,16 +157,13 @@ class ReplicatorModule(PopulationModule):
         self.particle_loss = loss.detach()
 
     def _data_parallel_epoch(self, x, y, lr, batch_size, momentum, shuffle, velocity):
-        """The epoch on R ranks: every global step of R * batch_size samples per particle is split
-        over the ranks, and the gradients (weighted by each rank's share) are summed across them, so
-        a step is exactly one step on all R * batch_size samples."""
+        """The epoch on R ranks: :func:`nsr.training.train_epoch_steps` with every global step of
+        R * batch_size samples per particle split over the ranks, and the gradients (weighted by
+        each rank's share) summed across them, so a step is exactly one step on all R * batch_size samples."""
         R, r = self.trainer.world_size, self.trainer.global_rank
-        P, S = x.shape[0], x.shape[1]
-        order = epoch_order(P, S, shuffle and batch_size is not None and batch_size < S, self.generator, x.device)
-        w = self.population.clone()  # [P, W]
-        total = torch.zeros(P, dtype=w.dtype, device=w.device)
-        steps = batches(order, None if batch_size is None else batch_size * R)  # [P, n] per global step
-        for idx in steps:
+        P = x.shape[0]
+
+        def step_grad(w, idx):  # idx [P, n]: the global step's samples
             n = idx.shape[1]
             mine = idx[:, (r * n) // R:((r + 1) * n) // R]  # [P, n_r], this rank's share
             k = mine.shape[1]
@@ -176,9 +173,10 @@ class ReplicatorModule(PopulationModule):
             else:
                 packed = torch.zeros(P, w.shape[1] + 1, dtype=w.dtype, device=w.device)
             packed = self.trainer.strategy.reduce(packed, reduce_op="sum") / n
-            w, velocity = sgd_step(w, packed[:, :-1], velocity, lr, momentum)
-            total += packed[:, -1]
-        return w, velocity, total / len(steps)
+            return packed[:, -1], packed[:, :-1]
+
+        return train_epoch_steps(self.replicator, self.population.clone(), x, y, lr, batch_size, momentum, shuffle,
+                                 self.generator, velocity, ranks=R, step_grad=step_grad)
 
     # ---- validation: the population as it is ----------------------------------------------------
     def validation_step(self, batch, batch_idx):
