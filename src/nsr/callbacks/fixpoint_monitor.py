@@ -8,7 +8,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from nsr.callbacks.logs import log_epoch_metrics, second_order, tensorboard_root, time_unit
-from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, distance
+from nsr.fixpoints import CLASS_NAMES, classify, distance
+from nsr.fixpoints import counts as class_counts
 from nsr.metrics import PopulationStats
 
 
@@ -58,7 +59,7 @@ class FixpointMonitor(Callback):
         classes = classify(pl_module.replicator, w, pl_module.epsilon, second_order=second_order(pl_module))
         d = distance(pl_module.replicator, w)
         finite = torch.isfinite(d)
-        counts = torch.bincount(classes, minlength=len(FixpointClass)).tolist()
+        counts = class_counts(classes).tolist()
         ckpt = trainer.checkpoint_callback
         self.final = {
             "replicator": repr(pl_module.replicator), "population": int(w.shape[0]), "epochs": trainer.current_epoch,
