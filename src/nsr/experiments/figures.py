@@ -100,25 +100,15 @@ def histograms(groups: dict, xlabel: str, title: str):
     return fig
 
 
-def pca_trajectories(segments: list, title: str, three_d: bool = False):
-    """Weight trajectories in a PCA-reduced weight space: ``segments`` is ``[(start generation,
-    weights [T_i, W])]``, one per particle (a respawned particle is a new one), drawn by
-    ``nsr.callbacks.figures.trajectory_figures`` (one PCA fitted on all finite points; one colour
-    per particle; a circle marks a start, a cross an end). ``three_d`` adds the generation as the
-    third axis. An empty figure if no point is finite."""
-    import torch
-
+def pca_trajectories(times, ids, weights, title: str, three_d: bool = False):
+    """Weight trajectories in a PCA-reduced weight space, drawn by
+    ``nsr.callbacks.figures.trajectory_figures`` (one PCA fitted on all finite points; one colour per
+    particle id, so a respawned particle is a new trajectory; a circle marks a start, a cross an end):
+    ``times [N]`` generations, ``ids [N]`` particle ids, ``weights [N, W]``. ``three_d`` adds the
+    generation as the third axis. An empty figure if no point is finite."""
     from nsr.callbacks.figures import trajectory_figures
 
-    times, ids, weights = [], [], []
-    for i, (start, w) in enumerate(segments):
-        w = torch.as_tensor(np.asarray(w, dtype=float))  # [T_i, W]
-        times.append(start + torch.arange(w.shape[0]))
-        ids.append(torch.full((w.shape[0],), i, dtype=torch.long))
-        weights.append(w)
-    figs = None
-    if segments:
-        figs = trajectory_figures(torch.cat(times), torch.cat(ids), torch.cat(weights), "generation", title)
+    figs = trajectory_figures(times, ids, weights, "generation", title)
     if figs is None:
         plt = _plt()
         fig = plt.figure(figsize=(6, 5))

@@ -212,20 +212,6 @@ def _st_args(p):
                    help="replicator of the soup (default weightwise)")
 
 
-def segments(traj: torch.Tensor, ids: torch.Tensor) -> list:
-    """Per-particle trajectories ``[(start generation, weights [T_i, W])]`` from a soup's recorded
-    weights ``[G + 1, P, W]`` and ids ``[G + 1, P]``: a respawned slot starts a new particle."""
-    out = []
-    G1, P = ids.shape
-    for p in range(P):  # a figure's few particles, not a computation over the population
-        start = 0
-        for g in range(1, G1 + 1):
-            if g == G1 or ids[g, p] != ids[start, p]:
-                out.append((start, traj[start:g, p].numpy()))
-                start = g
-    return out
-
-
 @experiment("soup_trajectories", "a soup's weight trajectories in PCA space; classes at the end", _st_args)
 def run_soup_trajectories(args, folder) -> Report:
     """A soup of particles that attack each other and self-train, dead ones respawned; its weight
@@ -254,10 +240,12 @@ def run_soup_trajectories(args, folder) -> Report:
     n = pub["particles"]
     table = [[c, versus(ps[c], pub["counts"].get(c)), versus(s[c], pub["counts"][c] / n if c in pub["counts"] else None)]
              for c in CLASS_NAMES]
-    segs = segments(traj[0], ids[0])
-    figs = {"trajectories_pca": figures.pca_trajectories(segs, f"soup 0: {len(segs)} particle trajectories (PCA)"),
-            "trajectories_pca_3d": figures.pca_trajectories(segs, "soup 0: trajectories (PCA) over generations",
-                                                            three_d=True),
+    times0 = torch.arange(G1).repeat_interleave(P)  # [G1 * P] the generation of every recorded genome of soup 0
+    ids0, w0 = ids[0].reshape(-1), traj[0].reshape(-1, W)  # a respawned slot holds a new id: a new trajectory
+    n0 = len(torch.unique(ids0))
+    figs = {"trajectories_pca": figures.pca_trajectories(times0, ids0, w0, f"soup 0: {n0} particle trajectories (PCA)"),
+            "trajectories_pca_3d": figures.pca_trajectories(times0, ids0, w0, "soup 0: trajectories (PCA) over "
+                                                            "generations", three_d=True),
             "classes_over_generations": figures.sweep_lines(
                 "generation", "share of particles", "soup: classes per generation",
                 {c: (list(range(G1)), [shares(cls[:, g])[c] for g in range(G1)]) for c in CLASS_NAMES})}
