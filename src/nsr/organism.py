@@ -63,10 +63,6 @@ class Particle(Replicator):
     def hparams(self):
         return {"width": self.width, "depth": self.depth, "activation": self.activation}
 
-    @property
-    def class_path(self) -> str:
-        return "nsr.organism.Particle"
-
     def identifiers(self, device=None) -> torch.Tensor:
         """``[W, 3]`` normalised (layer_id, cell_id, weight_id) of every genome position, as
         :meth:`nsr.replicators.Weightwise.identifiers` (each id over the largest of its scope)."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, counts
+from nsr.modules.population import PopulationModule
 from nsr.modules.replicator import PopulationSGD
 from nsr.organism import Organism, Particle, check_widths, dense_forward, dense_init
 from nsr.replicators import from_config
@@ -41,7 +42,7 @@ from nsr.tasks import Task
 from nsr.tasks import from_config as task_from_config
 
 
-class OrganismModule(L.LightningModule):
+class OrganismModule(PopulationModule):
     """An organism network on a task.
 
     Args:
@@ -59,7 +60,7 @@ class OrganismModule(L.LightningModule):
     """
 
     time_unit = "epoch"
-    checkpoint_kind = "organism"  # checkpoint["nsr"]["kind"]
+    kind = "organism"  # checkpoint["nsr"]["kind"]
 
     def __init__(self, task: Union[Task, str, dict] = "digits", hidden: list[int] = [160],  # noqa: B006 (jsonargparse)
                  particle: Optional[Particle] = None, activation: str = "relu", replication_weight: float = 1.0,
@@ -206,14 +207,13 @@ class OrganismModule(L.LightningModule):
                              "widths": list(self.organism.widths), "activation": self.organism.activation,
                              "task": self.task.config(), "epsilon": self.epsilon, "history": list(self.history)}
 
+    def resume_population(self) -> int:
+        return self.organism.num_particles
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        nsr = checkpoint.get("nsr")
-        if not isinstance(nsr, dict) or nsr.get("kind") != "organism":
-            kind = nsr.get("kind") if isinstance(nsr, dict) else None
-            raise ValueError(f"checkpoint was written by a {kind} run, this is an organism run")
-        if from_config(nsr["replicator"]) != self.replicator or list(nsr["widths"]) != self.organism.widths:
-            raise ValueError(f"checkpoint holds an organism of widths {nsr['widths']} with {nsr['replicator']}, "
-                             f"this run's is {self.organism.widths} with {self.replicator!r}")
+        nsr = self.checked_entry(checkpoint, self.organism.num_particles, "this host's number of connections")
+        if list(nsr["widths"]) != self.organism.widths:
+            raise ValueError(f"checkpoint holds an organism of widths {nsr['widths']}, this run's is {self.organism.widths}")
         self.history = list(nsr.get("history", []))
 
 
