@@ -126,6 +126,19 @@ def test_spectral_radius_of_a_divergent_genome_is_nan_and_of_zero_is_zero():
     assert torch.isnan(r[0]) and r[1] == 0  # the zero genome is super-attracting: F is cubic there
 
 
+def test_newton_converges_to_fixpoints_whatever_their_stability():
+    from nsr.stability import newton_fixpoints
+
+    for rep in (Weightwise(), Weightwise(activation="sigmoid")):
+        w = newton_fixpoints(rep, _genomes(rep, 40), steps=60)
+        d = (self_application(rep, w) - w).abs().amax(1)
+        nontrivial = (d < 1e-10) & (w.abs().amax(1) > 1e-3)
+        assert nontrivial.sum() >= 4
+        r = spectral_radius(rep, w[nontrivial])
+        # linear weightwise fixpoints are never attracting (docs/stability.md); the sigmoid one is
+        assert (r > 1).all() if rep.activation == "linear" else (r < 1).all()
+
+
 def test_the_stability_monitor_logs_its_scalars_in_a_tiny_fit(nsr, tmp_path):
     rep = Weightwise()
     ckpt = nsr_checkpoint(tmp_path / "identity.ckpt", rep, rep.identity_genome().repeat(2, 1))
@@ -145,7 +158,8 @@ def test_the_experiment_runs_tiny_and_writes_fixpoints_npz(tmp_path):
     assert main(["stability", "--trials", "6", "--epochs", "200", "--search-trials", "4", "--search-epochs", "20",
                  "--penalty-steps", "2", "--robustness-trials", "3", "--robustness-parents", "2", "--clones", "2",
                  "--noise", "1e-2,1e-3,1e-4", "--fit-range", "2,4", "--trained-fit-range", "2,4",
-                 "--families", "weightwise,weightwise-tanh+penalty,weightwise+denoise",
+                 "--families", "weightwise,weightwise-sigmoid+newton,weightwise-tanh+penalty,weightwise+denoise",
+                 "--newton-steps", "5",
                  "--out", str(out), "--no-progress"]) == 0
     z = np.load(out / "fixpoints.npz")
     N = len(z["architecture"])

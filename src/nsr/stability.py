@@ -190,3 +190,25 @@ def largest_singular_value(J: torch.Tensor, iterations: int = 20, v: torch.Tenso
             v = torch.bmm(Jd.transpose(1, 2), torch.bmm(Jd, v[:, :, None]))[:, :, 0]
             v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
     return torch.bmm(J, v[:, :, None])[:, :, 0].norm(dim=1)
+
+
+def newton_fixpoints(rep, w: torch.Tensor, steps: int = 60, max_step: float = 1.0) -> torch.Tensor:
+    """``[P, W]`` float64: Newton's method on F(w) - w = 0 from every genome of ``w``, whatever the
+    stability of the fixpoint it converges to (self-training and self-application find mostly the
+    fixpoints their own dynamics favour). Each step solves (J - I) d = F(w) - w by least squares and
+    moves by d, shortened to at most ``max_step`` in norm. Rows that do not converge stay where they
+    end; classify the result (nsr.fixpoints.classify) to keep the fixpoints."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    w = w.detach().to(torch.float64)
+    eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
+    for _ in range(steps):
+        r = self_application(rep, w) - w  # [P, W]
+        J = jacobian(rep, w)
+        ok = torch.isfinite(r).all(1) & torch.isfinite(J).flatten(1).all(1)
+        A = torch.where(ok[:, None, None], J - eye, -eye)
+        d = torch.linalg.lstsq(A, torch.where(ok[:, None], r, torch.zeros_like(r))[:, :, None]).solution[:, :, 0]
+        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+        d = d * (max_step / d.norm(dim=1, keepdim=True).clamp_min(1e-300)).clamp(max=1.0)
+        w = w - d
+    return w

@@ -26,12 +26,14 @@ from nsr.experiments.robustness import exponent, noise_label, time_clones
 from nsr.fixpoints import FixpointClass, classify, is_aggregate_fixpoint
 from nsr.replicators import Weightwise
 from nsr.stability import (STABILITY_NAMES, StabilityClass, classify_stability, eigenvalues, genome_gain, jacobian,
-                           largest_singular_value, self_application)
+                           largest_singular_value, newton_fixpoints, self_application)
 from nsr.training import add_noise
 
 ARCHS = ["weightwise", "aggregating", "recurrent"]
-FAMILIES = ["weightwise", "weightwise-relu", "weightwise-tanh", "weightwise-sigmoid", "weightwise+penalty",
-            "weightwise-tanh+penalty", "weightwise-tanh+denoise", "aggregating", "recurrent"]
+FAMILIES = ["weightwise", "weightwise+newton", "weightwise+penalty", "weightwise-relu+newton", "weightwise-tanh",
+            "weightwise-tanh+newton", "weightwise-tanh+penalty", "weightwise-tanh+denoise", "weightwise-sigmoid",
+            "weightwise-sigmoid+newton", "weightwise-sigmoid+applying", "aggregating+newton", "aggregating-tanh+newton",
+            "recurrent", "recurrent+newton", "recurrent-tanh+newton"]
 
 
 # ---- the science: pure functions -----------------------------------------------------------------------
@@ -70,29 +72,33 @@ def verify_attracting(rep, parents: torch.Tensor, clones: int = 10, noise: float
     return ok.all(0), ok.double().mean(0)
 
 
-def stability_train(rep, w: torch.Tensor, steps: int, lr: float = 0.01, momentum: float = 0.9,
-                    penalty: float = 0.0, target: float = 0.9, denoise: float = 0.0, generator=None) -> torch.Tensor:
-    """Full-batch SGD on each particle's fixpoint loss (the MSE of self-training) plus
+def stability_train(rep, w: torch.Tensor, steps: int, lr: float = 0.01, penalty: float = 0.0, target: float = 0.9,
+                    denoise: float = 0.0, generator=None) -> torch.Tensor:
+    """Training that targets stability: Adam, every particle on its own loss (summed over particles),
+    the fixpoint residual mean (F(w) - w)^2 (differentiated through the network and its input) plus
     ``penalty * relu(sigma - target)^2``, sigma the largest singular value of the Jacobian of
-    self-application (power iteration; sigma < 1 makes a fixpoint attracting). ``denoise > 0`` trains
-    noisy copies back onto the genome: the weight inputs get noise +-U(0,1)*denoise, the targets stay
-    the genome. Particles are independent (loss summed over particles)."""
-    v = torch.zeros_like(w)
+    self-application by power iteration (sigma < 1 makes a fixpoint attracting). ``denoise > 0`` adds
+    noisy copies trained back onto the genome: the network's outputs on weight inputs with noise
+    +-U(0,1)*denoise must still be the genome. Returns ``[P, W]`` float64."""
+    wv = w.detach().to(torch.float64).clone().requires_grad_(True)
+    opt = torch.optim.Adam([wv], lr=lr)
     for _ in range(steps):
-        wv = w.detach().requires_grad_(True)
-        x, y = rep.samples(w.detach())
-        if denoise:
-            x = x.clone()
-            x[..., 0] = add_noise(x[..., 0].reshape(w.shape[0], -1), denoise, generator).reshape(x[..., 0].shape)
-        loss = (rep.forward(wv, x) - y).pow(2).flatten(1).mean(1)  # [P]
+        loss = (self_application(rep, wv) - wv).pow(2).mean(1)  # [P]
         if penalty:
             J = torch.func.jacrev(lambda u: self_application(rep, u).sum(0))(wv).permute(1, 0, 2)  # [P, W, W]
             loss = loss + penalty * torch.relu(largest_singular_value(J, 10) - target).pow(2)
-        (g,) = torch.autograd.grad(loss.sum(), wv)
-        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-        v = momentum * v + g
-        w = (w - lr * v).detach()
-    return w
+        if denoise:
+            noisy = add_noise(wv.detach(), denoise, generator)  # [P, W]: the clones' genomes as inputs
+            x, _ = rep.samples(noisy)
+            out = rep.forward(wv, x).reshape(w.shape[0], -1)
+            if out.shape[1] == w.shape[1]:
+                loss = loss + (out - wv).pow(2).mean(1)
+        opt.zero_grad()
+        torch.nan_to_num(loss, nan=0.0, posinf=0.0).sum().backward()
+        with torch.no_grad():
+            wv.grad = torch.nan_to_num(wv.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        opt.step()
+    return wv.detach()
 
 
 def predicted_slope(radius: float) -> float:
@@ -151,24 +157,48 @@ def _args(p):
     p.add_argument("--families", type=list_of(str, "families"), default=FAMILIES,
                    help=f"replicator families of the attracting search (default {','.join(FAMILIES)})")
     p.add_argument("--search-trials", type=positive_int, default=200, help="networks per family (default 200)")
-    p.add_argument("--search-epochs", type=nonnegative_int, default=300,
-                   help="self-training epochs before penalty/denoise training (default 300)")
+    p.add_argument("--search-epochs", type=nonnegative_int, default=1000,
+                   help="self-training epochs of the +train families (default 1000)")
+    p.add_argument("--newton-steps", type=nonnegative_int, default=60, help="Newton steps (default 60)")
     p.add_argument("--penalty-steps", type=nonnegative_int, default=300,
-                   help="full-batch steps of penalty or denoise training (default 300)")
+                   help="Adam steps of penalty or denoise training (default 300)")
+    p.add_argument("--penalty-lr", type=positive_float, default=0.01, help="Adam learning rate of those (default 0.01)")
     p.add_argument("--penalty", type=positive_float, default=1.0, help="weight of the Jacobian penalty (default 1)")
     p.add_argument("--clones", type=positive_int, default=10, help="clones per fixpoint in the verification (default 10)")
 
 
+METHODS = ("train", "newton", "applying", "penalty", "denoise")
+
+
 def _family(name: str, args):
-    """``(replicator, mode)`` of a search family ``arch[-activation][+penalty|+denoise]``."""
-    base, _, mode = name.partition("+")
+    """``(replicator, method)`` of a search family ``ARCH[-ACTIVATION][+METHOD]``; the method finds the
+    fixpoints: ``train`` (self-training, the paper's way; the default), ``newton`` (Newton's method on
+    F(w) = w: any fixpoint, whatever its stability), ``applying`` (100 self-applications: only what
+    attracts), ``penalty`` and ``denoise`` (training that targets stability, then Newton)."""
+    base, _, method = name.partition("+")
     arch, _, act = base.partition("-")
-    if arch not in ARCHS or (act and act not in ("linear", "relu", "tanh", "sigmoid")) or mode not in ("", "penalty", "denoise"):
-        raise ValueError(f"families: unknown family {name!r}: expected ARCH[-ACTIVATION][+penalty|+denoise], e.g. "
-                         "weightwise-tanh+penalty")
+    if arch not in ARCHS or (act and act not in ("linear", "relu", "tanh", "sigmoid")) or method not in METHODS + ("",):
+        raise ValueError(f"families: unknown family {name!r}: expected ARCH[-ACTIVATION][+METHOD] with METHOD one of "
+                         f"{', '.join(METHODS)}, e.g. weightwise-tanh+penalty")
     from nsr.replicators import ARCHITECTURES
 
-    return ARCHITECTURES[arch](width=args.width, depth=args.depth, activation=act or "linear"), mode
+    return ARCHITECTURES[arch](width=args.width, depth=args.depth, activation=act or "linear"), method or "train"
+
+
+def find_fixpoints(rep, method: str, w: torch.Tensor, args, generator) -> torch.Tensor:
+    """Genomes ``[P, W]`` after the family's fixpoint-finding ``method`` from random genomes ``w``."""
+    if method == "train":
+        return train_epochs(rep, w, args.search_epochs, args.lr, args.batch_size, args.momentum, generator)
+    if method == "applying":
+        for _ in range(100):
+            w = rep.apply(w, w)
+        return w
+    if method in ("penalty", "denoise"):
+        w = newton_fixpoints(rep, w, args.newton_steps)
+        w = stability_train(rep, w, args.penalty_steps, lr=args.penalty_lr,
+                            penalty=args.penalty if method == "penalty" else 0.0,
+                            denoise=1e-2 if method == "denoise" else 0.0, generator=generator)
+    return newton_fixpoints(rep, w, args.newton_steps)
 
 
 @experiment("stability", "linear stability of fixpoints: spectra, robustness predicted, attracting replicators", _args)
@@ -198,8 +228,10 @@ def run_stability(args, folder) -> Report:
         planes[label] = ev[:200].numpy()
         return ev, cls, unstable, r
 
-    hand = Weightwise(args.width, args.depth, args.activation).identity_genome()
-    groups = [("hand_built", make_replicator("weightwise", args), hand, 1)]
+    groups = []
+    if args.activation in ("linear", "relu"):  # the hand-built fixpoint copies its input: linear or relu only
+        groups.append(("hand_built", make_replicator("weightwise", args),
+                       Weightwise(args.width, args.depth, args.activation).identity_genome(), 1))
     for arch in args.architectures:
         rep = make_replicator(arch, args)
         ids = torch.arange(args.trials)
@@ -278,7 +310,7 @@ def _robustness(args, folder, trained, figs):
     from nsr.experiments.runfolder import markdown_table
 
     rep = make_replicator("weightwise", args)
-    sources = {"hand_built": rep.identity_genome()}
+    sources = {"hand_built": rep.identity_genome()} if args.activation in ("linear", "relu") else {}
     if "weightwise" in trained and len(trained["weightwise"][1]):
         sources["trained"] = trained["weightwise"][1][: args.robustness_parents]
     pub = published.ROBUSTNESS["time_to_vergence"]
@@ -310,6 +342,9 @@ def _robustness(args, folder, trained, figs):
                             "yes" if lo <= k <= hi else "no"])
         series[f"{src} measured"] = (ks, means)
         series[f"{src} predicted"] = (ks, [icpt + pred * k for k in ks])
+    if not sources:
+        return "", rows
+    ks = [exponent(s) for s in args.noise]
     series["published"] = ([k for k in ks if k in pub], [pub[k][0] for k in ks if k in pub])
     figs["robustness_prediction"] = figures.sweep_lines("noise exponent k (noise 1e-k)", "mean time to vergence",
                                                         "time to vergence: predicted from the spectrum vs measured", series)
@@ -327,51 +362,53 @@ def _robustness(args, folder, trained, figs):
 
 
 def _search(args, folder, trained):
-    """The attracting-replicator search: per family, the share of trained fixpoints that are linearly
-    attracting (spectral radius < 1 - tol) and that are verified attracting with noisy clones."""
+    """The attracting-replicator search: per family, the non-trivial fixpoints found, how many are
+    distinct, the share linearly attracting (every |lambda| < 1 - tol), the share with no unstable
+    direction (attracting or marginal), and the share verified with noisy clones."""
     from nsr.experiments.runfolder import markdown_table
 
     rows, md_rows = [], []
     with bar(args, len(args.families), "attracting search") as pbar:
         for name in args.families:
-            rep, mode = _family(name, args)
+            rep, method = _family(name, args)
             ids = torch.arange(args.search_trials)
             w = rep.init(args.search_trials, generator=stream(args, f"search/{name}/init", ids))
-            w = train_epochs(rep, w, args.search_epochs, args.lr, args.batch_size, args.momentum,
-                             stream(args, f"search/{name}/train", ids))
-            if mode:
-                w = stability_train(rep, w, args.penalty_steps, lr=args.lr, penalty=args.penalty if mode == "penalty" else 0.0,
-                                    denoise=1e-2 if mode == "denoise" else 0.0,
-                                    generator=stream(args, f"search/{name}/noise", ids))
-            fix = classify(rep, w, args.epsilon) == FixpointClass.NONTRIVIAL
-            parents = w[fix]
+            w = find_fixpoints(rep, method, w, args, stream(args, f"search/{name}/find", ids)).float()
+            parents = w[classify(rep, w, args.epsilon) == FixpointClass.NONTRIVIAL]
             n = len(parents)
+            lin = calm = ver = distinct = 0
+            rmed = math.nan
             if n:
-                r = eigenvalues(jacobian(rep, parents, dtype=torch.float64)).abs()[:, 0]
-                lin = int((r < 1 - args.tol).sum())
+                ev = eigenvalues(jacobian(rep, parents, dtype=torch.float64))
+                cls, unstable = classify_stability(ev, args.tol)
+                r = ev.abs()[:, 0]
+                lin, calm, rmed = int((cls == StabilityClass.ATTRACTING).sum()), int((unstable == 0).sum()), float(r.median())
                 ok, _ = verify_attracting(rep, parents, args.clones, 1e-3, 100, args.epsilon,
                                           stream(args, f"search/{name}/clones", torch.arange(n * args.clones)))
                 ver = int(ok.sum())
-                rmed = float(r.median())
-            else:
-                lin = ver = 0
-                rmed = math.nan
+                distinct = len(torch.unique(parents.double().round(decimals=3), dim=0))
             lo_, hi_ = wilson(ver, n)
-            row = {"source": f"search/{name}", "networks": args.search_trials, "fixpoints": n,
+            row = {"source": f"search/{name}", "networks": args.search_trials, "fixpoints": n, "distinct": distinct,
                    "radius_median": rmed, "linearly_attracting": lin / n if n else math.nan,
+                   "no_unstable_direction": calm / n if n else math.nan,
                    "verified_attracting": ver / n if n else math.nan, "verified_ci_low": lo_, "verified_ci_high": hi_}
             rows.append(row)
             folder.log_scalars(f"search/{name}", row)
-            md_rows.append([name, str(args.search_trials), str(n), f"{rmed:.3g}", f"{lin}/{n}", f"{ver}/{n}",
-                            "-" if not n else f"[{lo_:.2f}, {hi_:.2f}]"])
+            md_rows.append([name, str(args.search_trials), str(n), str(distinct), f"{rmed:.3g}", f"{lin}/{n}",
+                            f"{calm}/{n}", f"{ver}/{n}", "-" if not n else f"{ver / n:.2f} [{lo_:.2f}, {hi_:.2f}]"])
             pbar.update(1)
     md = ("## Search for attracting replicators\n\n"
-          f"Per family: {args.search_trials} networks, {args.search_epochs} self-training epochs (+penalty: "
-          f"{args.penalty_steps} full-batch steps on the fixpoint loss + {args.penalty:g} * relu(sigma_max(J) - 0.9)^2, "
-          "sigma_max by power iteration; +denoise: the same steps training noisy weight inputs (1e-2) back onto "
-          "the genome). Linearly attracting: spectral radius < 1 - tol. Verified: every one of "
-          f"{args.clones} clones at noise 1e-3 is still a non-trivial fixpoint after 100 self-applications; "
-          "95% Wilson interval of the verified share.\n\n"
-          + markdown_table(["family", "networks", "non-trivial fixpoints", "spectral radius median",
-                            "linearly attracting", "verified attracting", "95% interval"], md_rows))
+          f"Per family ARCH[-ACTIVATION][+METHOD]: {args.search_trials} random networks (width {args.width}, depth "
+          f"{args.depth}); METHOD finds the fixpoints: self-training ({args.search_epochs} epochs, the default), "
+          f"newton ({args.newton_steps} Newton steps on F(w) = w: any fixpoint, whatever its stability), applying "
+          "(100 self-applications: only what attracts), penalty (Newton, then "
+          f"{args.penalty_steps} Adam steps on the fixpoint residual + {args.penalty:g} * relu(sigma_max(J) - 0.9)^2, "
+          "sigma_max by power iteration, then Newton), denoise (the same with noisy weight inputs (1e-2) trained back "
+          "onto the genome instead of the penalty). Distinct: genomes that differ after rounding to 1e-3. Linearly "
+          f"attracting: every |lambda| < 1 - {args.tol:g}; no unstable direction: every |lambda| <= 1 + {args.tol:g}. "
+          f"Verified: every one of {args.clones} clones at noise 1e-3 is still a non-trivial fixpoint after 100 "
+          "self-applications (float32, epsilon 1e-4); share with its 95% Wilson interval.\n\n"
+          + markdown_table(["family", "networks", "non-trivial fixpoints", "distinct", "spectral radius median",
+                            "linearly attracting", "no unstable direction", "verified attracting",
+                            "verified share [95%]"], md_rows))
     return md, rows
