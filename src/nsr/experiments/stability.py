@@ -297,7 +297,9 @@ def run_stability(args, folder) -> Report:
 
     extra, rob_rows = _robustness(args, folder, trained, figs)
     rows += rob_rows
-    search_md, search_rows = _search(args, folder, trained)
+    search_md, search_rows, search_planes = _search(args, folder, trained)
+    if search_planes:
+        figs["eigenvalues_search"] = eigen_plane(search_planes, "eigenvalues at the fixpoints of the search (50 per family)")
     rows += search_rows
     notes += [
         "Spectra in float64 of the Jacobian of F(w) = N_w(w) (nsr.stability.jacobian), at the hand-built fixpoint "
@@ -377,9 +379,10 @@ def _robustness(args, folder, trained, figs):
         series[f"{src} predicted"] = (pk, [predicted[k] for k in pk])
     if not sources:
         return "", rows
-    series["published"] = ([k for k in ks if k in pub], [pub[k][0] for k in ks if k in pub])
+    published_line = {"hand_built measured": ([k for k in ks if k in pub], [pub[k][0] for k in ks if k in pub])}
     figs["robustness_prediction"] = figures.sweep_lines("noise exponent k (noise 1e-k)", "mean time to vergence",
-                                                        "time to vergence: predicted from the spectrum vs measured", series)
+                                                        "time to vergence: predicted from the spectrum vs measured", series,
+                                                        published_line)
     slope_rows = [[r["source"].split("/")[1], f"1e-{r['fit_low']}..1e-{r['fit_high']}", f"lambda_{r['eigenvalue']}",
                    f"{r['modulus']:.4g}", f"{r['predicted_slope']:.3f}",
                    f"{r['measured_slope']:.3f} [{r['measured_slope_ci_low']:.3f}, {r['measured_slope_ci_high']:.3f}]",
@@ -405,7 +408,7 @@ def _search(args, folder, trained):
     direction (attracting or marginal), and the share verified with noisy clones."""
     from nsr.experiments.runfolder import markdown_table
 
-    rows, md_rows = [], []
+    rows, md_rows, planes = [], [], {}
     with bar(args, len(args.families), "attracting search") as pbar:
         for name in args.families:
             rep, method = _family(name, args)
@@ -424,6 +427,8 @@ def _search(args, folder, trained):
                 ok, _ = verify_attracting(rep, parents, args.clones, 1e-3, 100, args.epsilon,
                                           stream(args, f"search/{name}/clones", torch.arange(n * args.clones)))
                 ver = int(ok.sum())
+                if calm:
+                    planes[name] = ev[:50].numpy()
                 distinct = len(torch.unique(parents.double().round(decimals=3), dim=0))
             lo_, hi_ = wilson(ver, n)
             row = {"source": f"search/{name}", "networks": args.search_trials, "fixpoints": n, "distinct": distinct,
@@ -449,4 +454,4 @@ def _search(args, folder, trained):
           + markdown_table(["family", "networks", "non-trivial fixpoints", "distinct", "spectral radius median",
                             "linearly attracting", "no unstable direction", "verified attracting",
                             "verified share [95%]"], md_rows))
-    return md, rows
+    return md, rows, planes
