@@ -265,7 +265,8 @@ def run_stability(args, folder) -> Report:
         fix = fixpoints_of(rep, w, args.epsilon)
         trained[arch] = (rep, w[fix])
         groups.append((arch, rep, w[fix], args.trials))
-    headers = ["fixpoints of", "networks", "fixpoints", "spectral radius median [min-max]", "radius >= 4 - 1e-3",
+    law = args.depth + 2  # depth + 1 + A with A = 1: the copy networks self-training finds (docs/stability.md)
+    headers = ["fixpoints of", "networks", "fixpoints", "spectral radius median [min-max]", f"radius >= {law} - 1e-3",
                "attracting", "marginal", "saddle (median unstable)", "repelling", "genome gain A (median)"]
     for label, rep, w, n in groups:
         row = {"source": label, "networks": n, "fixpoints": len(w)}
@@ -274,12 +275,12 @@ def run_stability(args, folder) -> Report:
             ev, cls, unstable, r = analyse(label, rep, w)
             sh = {name: float((cls == c).double().mean()) for name, c in zip(STABILITY_NAMES, StabilityClass)}
             row.update({"radius_median": float(r.median()), "radius_min": float(r.min()), "radius_max": float(r.max()),
-                        "radius_ge_4": float((r >= 4 - 1e-3).double().mean()), **sh,
+                        "radius_ge_depth_plus_2": float((r >= law - 1e-3).double().mean()), **sh,
                         "unstable_median": float(unstable.double().median())})
             if isinstance(rep, Weightwise) and rep.activation in ("linear", "relu"):
                 row["genome_gain_median"] = float(genome_gain(rep, w.double()).median())
             cells += [f"{row['radius_median']:.4g} [{row['radius_min']:.3g}-{row['radius_max']:.3g}]",
-                      f"{row['radius_ge_4']:.2f}", f"{sh['attracting']:.2f}", f"{sh['marginal']:.2f}",
+                      f"{row['radius_ge_depth_plus_2']:.2f}", f"{sh['attracting']:.2f}", f"{sh['marginal']:.2f}",
                       f"{sh['saddle']:.2f} ({row['unstable_median']:g})", f"{sh['repelling']:.2f}",
                       f"{row.get('genome_gain_median', math.nan):.4g}"]
         else:
@@ -338,13 +339,15 @@ def _robustness(args, folder, trained, figs):
 
     rep = make_replicator("weightwise", args)
     hand = rep.identity_genome()
+    pub = published.ROBUSTNESS["time_to_vergence"]
+    if (args.width, args.depth, args.activation) != (2, 2, "linear"):
+        pub = {}  # the published table is of the (2, 2) linear hand-built fixpoint
     sources = []  # (label, parents, [(low, high, eigenvalue index)])
     if args.activation in ("linear", "relu"):
         sources += [("hand_built", hand, [tuple(args.fit_range) + (0,), tuple(args.subresolution_range) + (1,)]),
                     ("hand_built_float64", hand.double(), [tuple(args.float64_fit_range) + (0,)])]
     if "weightwise" in trained and len(trained["weightwise"][1]):
         sources.append(("trained", trained["weightwise"][1][: args.robustness_parents], [tuple(args.trained_fit_range) + (0,)]))
-    pub = published.ROBUSTNESS["time_to_vergence"]
     ks = [exponent(s) for s in args.noise]
     rows, md_rows, series = [], [], {}
     for src, parents, ranges in sources:
@@ -367,7 +370,7 @@ def _robustness(args, folder, trained, figs):
             row = {"source": f"robustness/{src}", "eigenvalue": j + 1, "modulus": radius, "predicted_slope": pred,
                    "measured_slope": measured, "slope_error": measured / pred - 1 if pred else math.nan,
                    "measured_slope_ci_low": ci[0], "measured_slope_ci_high": ci[1], "fit_low": lo, "fit_high": hi}
-            if src == "hand_built":
+            if src == "hand_built" and (args.width, args.depth, args.activation) == (2, 2, "linear"):
                 pk = [(k, pub[k][0]) for k in ks if k in pub and lo <= k <= hi]
                 row["published_slope"] = fitted_slope(*zip(*pk)) if len(pk) >= 2 else math.nan
             rows.append(row)
