@@ -5,13 +5,15 @@ import pytest
 import torch
 from conftest import nsr_checkpoint, scalars, shrunk, tags
 
+from nsr.experiments.stability_search import NormalizedWeightwise
 from nsr.replicators import Aggregating, Recurrent, Weightwise
 from nsr.stability import (StabilityClass, classify_stability, eigenvalues, genome_gain, jacobian,
                            largest_singular_value, self_application, spectral_radius, spectrum)
 from nsr.training import self_train
 
 REPLICATORS = [Weightwise(), Weightwise(activation="tanh"), Weightwise(width=3, depth=1, activation="sigmoid"),
-               Aggregating(), Aggregating(aggregator="max", activation="relu"), Recurrent(), Recurrent(activation="tanh")]
+               Aggregating(), Aggregating(aggregator="max", activation="relu"), Recurrent(), Recurrent(activation="tanh"),
+               NormalizedWeightwise()]
 
 
 def _genomes(rep, P=3, seed=0):
