@@ -53,6 +53,20 @@ def test_the_second_order_jacobian_is_the_chain_rule_of_two_self_applications():
     assert torch.allclose(jacobian(rep, w, order=2), torch.bmm(jacobian(rep, fw), jacobian(rep, w)), atol=1e-10)
 
 
+def test_the_aggregating_jacobian_has_the_spectrum_of_its_aggregate_map():
+    rep = Aggregating()
+    w = _genomes(rep, 3).double()
+    B = torch.nn.functional.one_hot(rep.chunk_of(), rep.aggregates).double()  # [W, A]: aggregates -> chunks
+    amap = torch.func.vmap(torch.func.jacrev(  # [P, A, A]: d agg(F(w + B d)) / d d at d = 0
+        lambda wi, d: rep.aggregate(self_application(rep, (wi + B @ d)[None]))[0], argnums=1), in_dims=(0, None))(
+        w, torch.zeros(rep.aggregates, dtype=torch.float64))
+    J = jacobian(rep, w)
+    assert (torch.linalg.matrix_rank(J) <= rep.aggregates).all()
+    big = eigenvalues(J)[:, :rep.aggregates]  # the rest are 0
+    assert torch.allclose(eigenvalues(J)[:, rep.aggregates:].abs(), torch.zeros(3, 16, dtype=torch.float64), atol=1e-8)
+    assert torch.allclose(big.abs(), eigenvalues(amap).abs(), atol=1e-9)
+
+
 def test_a_particle_alone_has_the_spectrum_it_has_inside_a_population():
     for rep in (Weightwise(), Aggregating(), Recurrent()):
         w = _genomes(rep, 4).double()
