@@ -140,6 +140,7 @@ def test_spectral_radius_of_a_divergent_genome_is_nan_and_of_zero_is_zero():
     w = torch.cat([torch.full((1, 14), float("nan")), torch.zeros(1, 14)]).double()
     r = spectral_radius(rep, w)
     assert torch.isnan(r[0]) and r[1] == 0  # the zero genome is super-attracting: F is cubic there
+    assert spectrum(rep, w[:0]).shape == (0, 14) and spectral_radius(Recurrent(), torch.zeros(0, 17)).shape == (0,)
 
 
 def test_newton_converges_to_fixpoints_whatever_their_stability():

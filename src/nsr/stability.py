@@ -76,6 +76,8 @@ def jacobian(rep, w: torch.Tensor, order: int = 1, dtype: torch.dtype | None = N
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     rep.check_weights(w)
     w = w.detach().to(dtype or w.dtype)
+    if w.shape[0] == 0:
+        return w.new_zeros(0, w.shape[1], w.shape[1])
     if order == 1 and _has_fast_path(rep):
         return weightwise_jacobian(rep, w)
     J = torch.func.jacrev(lambda v: _iterate(rep, v, order).sum(0))(w)  # [W_out, P, W_in]
