@@ -15,7 +15,7 @@ from nsr.random import KeyedStream
 from nsr.replicators import Weightwise
 
 ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
-       "soup_trajectories", "basins", "organism"]
+       "soup_trajectories", "basins", "stability", "organism"]
 
 
 def run(tmp_path, *argv):
