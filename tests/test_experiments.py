@@ -15,7 +15,7 @@ from nsr.random import KeyedStream
 from nsr.replicators import Weightwise
 
 ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
-       "soup_trajectories", "basins"]
+       "soup_trajectories", "basins", "soup_phases", "emergence"]
 
 
 def run(tmp_path, *argv):
@@ -217,3 +217,24 @@ def test_sorted_manhattan_is_permutation_invariant_and_basin_classes_follow_dist
     before = torch.tensor([1.0, 1.0, 1.0, 1.0])
     after = torch.tensor([0.5, 1.5, 1.01, math.nan])
     assert basin_classes(before, after, rtol=0.05, atol=0.0).tolist() == [0, 1, 2, 1]
+
+
+def test_soup_phases_heatmaps_every_cell_of_the_grid(tmp_path):
+    out, rows = run(tmp_path, "soup_phases", "--trials", "3", "--particles", "4", "--generations", "3",
+                    "--rates", "0,0.5", "--trains", "0,20")
+    check_folder(out, rows, "attacking_rate", ["phases"])
+    assert [(float(r["attacking_rate"]), int(r["train"])) for r in rows] == [(0, 0), (0.5, 0), (0, 20), (0.5, 20)]
+    for r in rows:
+        assert 0 <= float(r["nontrivial_share"]) <= 1 and 1 <= float(r["species_per_soup"]) <= 4
+        assert sum(float(r[f"final_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0)
+    assert float(rows[0]["never_nontrivial"]) == 1.0  # no training, no attacks: random networks stay random
+
+
+def test_emergence_times_each_soup_until_half_of_it_is_nontrivial(tmp_path):
+    out, rows = run(tmp_path, "emergence", "--trials", "6", "--particles", "4", "--generations", "4", "--train", "40")
+    check_folder(out, rows, "soup", ["emergence"])
+    assert len(rows) == 6
+    for r in rows:
+        taken = r["takeover_generation"]
+        assert taken == "" or 0 <= int(taken) <= 4
+        assert taken != "" or float(r["final_nontrivial_share"]) < 0.5  # never taken over: below half at the end
