@@ -162,7 +162,7 @@ class SpeciesMonitor(Callback):
 
     def __init__(self, by: str = "genome", tolerance: float = 1e-2, every_n_epochs: int = 1, max_pairs: int = 4096,
                  max_entropy_particles: int = 65536, entropy_limit: float = 2.0, codec: str = "zlib",
-                 muller_species: int = 12, forget_after: Optional[int] = 10, probes: int = 2, seed: int = 0,
+                 muller_species: int = 12, forget_after: Optional[int] = 2, probes: int = 2, seed: int = 0,
                  write_csv: bool = True):
         if by not in ("genome", "function", "dbscan"):
             raise ValueError(f"by must be genome, function or dbscan, got {by!r}")

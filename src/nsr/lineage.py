@@ -170,19 +170,27 @@ def extant_ancestry(ph: Phylogeny) -> torch.Tensor:
     return marked
 
 
-def mrca(ph: Phylogeny) -> int:
+def mrca(ph: Phylogeny, ancestry: Optional[torch.Tensor] = None) -> int:
     """The most recent common ancestor of the living genomes (a node id; the genome itself if only
-    one is alive), or -1 when their lineages have different roots (e.g. after respawns)."""
-    nodes = torch.unique(ph.living)
-    depth, anc = ph.depth, ph.ancestor
-    while nodes.numel() > 1:
-        d = depth[nodes]
-        deepest = d == d.max()
-        up = anc[nodes[deepest]]
-        if bool((up < 0).any()):  # a root among several distinct lineages: no common ancestor
-            return -1
-        nodes = torch.unique(torch.cat([nodes[~deepest], up]))
-    return int(nodes[0]) if nodes.numel() else -1
+    one is alive), or -1 when their lineages have different roots (e.g. after respawns). From the
+    phylogeny pruned to the living (``ancestry``, :func:`extant_ancestry`): its single root, then down
+    while a node has exactly one child there and is not itself alive."""
+    marked = extant_ancestry(ph) if ancestry is None else ancestry
+    nodes = marked.nonzero()[:, 0]  # [M]
+    anc = ph.ancestor[nodes]
+    roots = nodes[anc < 0]
+    if roots.numel() != 1:
+        return -1
+    inner = anc >= 0
+    children = torch.bincount(anc[inner], minlength=ph.size)  # children within the pruned tree
+    only = torch.full((ph.size,), -1, dtype=torch.long)
+    only[anc[inner]] = nodes[inner]  # the child of every node with exactly one (others are not used)
+    alive = torch.zeros(ph.size, dtype=torch.bool)
+    alive[ph.living] = True
+    node = int(roots[0])
+    while children[node] == 1 and not alive[node]:  # one step per depth level
+        node = int(only[node])
+    return node
 
 
 def lineage_metrics(ph: Phylogeny) -> dict[str, float]:
@@ -192,11 +200,12 @@ def lineage_metrics(ph: Phylogeny) -> dict[str, float]:
     from the root to each living genome), ``length_max``, ``phylogenetic_richness`` (nodes of the
     phylogeny pruned to the living and their ancestors), ``extant_taxa`` (distinct living genomes),
     ``nodes`` (every genome ever recorded)."""
-    m = mrca(ph)
+    ancestry = extant_ancestry(ph)
+    m = mrca(ph, ancestry)
     depth = ph.depth[ph.living].double()
     return {"mrca_depth": float(ph.depth[m]) if m >= 0 else math.nan,
             "mrca_age": float(ph.time - int(ph.origin[m])) if m >= 0 else math.nan,
             "length": float(depth.mean()) if depth.numel() else math.nan,
             "length_max": float(depth.max()) if depth.numel() else math.nan,
-            "phylogenetic_richness": float(extant_ancestry(ph).sum()),
+            "phylogenetic_richness": float(ancestry.sum()),
             "extant_taxa": float(torch.unique(ph.living).numel()), "nodes": float(ph.size)}

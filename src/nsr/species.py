@@ -55,9 +55,9 @@ def _hash_rows(x: torch.Tensor, tolerance: float) -> torch.Tensor:
     finite = torch.isfinite(x).all(dim=1)  # [P]
     q = torch.round(torch.nan_to_num(x.double(), nan=0.0, posinf=0.0, neginf=0.0) / tolerance)
     q = q.clamp(-_QMAX, _QMAX).long()  # [P, D]
-    h = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
-    for j in range(x.shape[1]):  # over the genome's columns (a few), not over particles
-        h = splitmix64(h ^ q[:, j])
+    # multiply-add with fixed random odd 64-bit multipliers (wrapping), then one splitmix64 round
+    mult = splitmix64(torch.arange(x.shape[1], dtype=torch.long, device=x.device) + 0x5EED) | 1  # [D]
+    h = splitmix64((q * mult).sum(dim=1))
     return torch.where(finite, h & _KEY_MASK, torch.full_like(h, -1))
 
 
@@ -105,9 +105,10 @@ def dbscan_keys(w: torch.Tensor, tolerance: float = 1e-2) -> torch.Tensor:
 class SpeciesRegistry:
     """Stable species ids: a species key seen before keeps its id; new keys get the next ids, in the
     order of the first particle holding them. Keys unseen for more than ``forget_after`` generations
-    are forgotten (a species that comes back after that gets a new id), so memory stays bounded."""
+    are forgotten (a species that comes back after that gets a new id), so memory stays bounded: at
+    most ``(forget_after + 1) * P`` keys, 24 bytes each."""
 
-    def __init__(self, forget_after: Optional[int] = 10):
+    def __init__(self, forget_after: Optional[int] = 2):
         self.keys = torch.zeros(0, dtype=torch.long)  # sorted
         self.ids = torch.zeros(0, dtype=torch.long)
         self.last_seen = torch.zeros(0, dtype=torch.long)
@@ -129,11 +130,17 @@ class SpeciesRegistry:
             order = new[first[new].argsort()]
             sid[order] = self.next_id + torch.arange(order.numel(), dtype=torch.long)
             self.next_id += order.numel()
-            self.keys = torch.cat([self.keys, uk[new]])
-            self.ids = torch.cat([self.ids, sid[new]])
-            self.last_seen = torch.cat([self.last_seen, torch.full((new.numel(),), time, dtype=torch.long)])
-            srt = self.keys.argsort()
-            self.keys, self.ids, self.last_seen = self.keys[srt], self.ids[srt], self.last_seen[srt]
+            # merge the new keys (sorted, as uk is) into the sorted registry: O(N + U log N), no re-sort
+            at = torch.searchsorted(self.keys, uk[new]) + torch.arange(new.numel(), dtype=torch.long)
+            old = torch.ones(len(self.keys) + new.numel(), dtype=torch.bool)
+            old[at] = False
+            merged = []
+            for mine, theirs in ((self.keys, uk[new]), (self.ids, sid[new]),
+                                 (self.last_seen, torch.full((new.numel(),), time, dtype=torch.long))):
+                m = torch.empty(old.numel(), dtype=torch.long)
+                m[old], m[at] = mine, theirs
+                merged.append(m)
+            self.keys, self.ids, self.last_seen = merged
         pos = torch.searchsorted(self.keys, uk)
         self.last_seen[pos] = time
         if self.forget_after is not None:
