@@ -161,7 +161,7 @@ class SpeciesMonitor(Callback):
     whole population counts as one soup."""
 
     def __init__(self, by: str = "genome", tolerance: float = 1e-2, every_n_epochs: int = 1, max_pairs: int = 4096,
-                 max_entropy_particles: int = 65536, entropy_limit: float = 2.0, codec: str = "zlib",
+                 max_entropy_particles: int = 16384, entropy_limit: float = 2.0, codec: str = "zlib",
                  muller_species: int = 12, forget_after: Optional[int] = 2, probes: int = 2, seed: int = 0,
                  write_csv: bool = True):
         if by not in ("genome", "function", "dbscan"):
@@ -204,10 +204,14 @@ class SpeciesMonitor(Callback):
         """This generation's species and diversity scalars (a collective: every rank calls it)."""
         shard, w, t = pl_module.shard, pl_module.population, int(pl_module.generation)
         species = self.registry.assign(self.species_keys(pl_module), t)  # [P]
-        ids, counts = torch.unique(species[species >= 0], return_counts=True)
+        ids, counts = self.registry.present  # [S] each
         row = {"generation": t, **diversity(counts)}
         prev = self._last_species
-        row["species_survival"] = float(torch.isin(prev, ids).double().mean()) if prev is not None and prev.numel() else math.nan
+        if prev is not None and prev.numel() and ids.numel():
+            srt = ids.sort().values
+            row["species_survival"] = float((srt[torch.searchsorted(srt, prev).clamp(max=srt.numel() - 1)] == prev).double().mean())
+        else:
+            row["species_survival"] = math.nan if prev is None or not prev.numel() else 0.0
         self._last_species = ids
         pairs = sample_pairs(shard.size, self.max_pairs, self.seed, t)  # [M, 2]
         if pairs.numel():

@@ -114,15 +114,19 @@ class SpeciesRegistry:
         self.last_seen = torch.zeros(0, dtype=torch.long)
         self.next_id = 0
         self.forget_after = forget_after
+        self.present = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
 
     def assign(self, keys: torch.Tensor, time: int = 0) -> torch.Tensor:
-        """``LongTensor[P]``: the species id of every particle (-1 where ``keys`` is -1)."""
+        """``LongTensor[P]``: the species id of every particle (-1 where ``keys`` is -1). The species
+        present and their abundances are left in :attr:`present` ``(ids [S], counts [S])``."""
         keys = keys.cpu()
         valid = keys >= 0
-        uk, inv = torch.unique(keys[valid], return_inverse=True)  # [U] sorted
-        pos = torch.searchsorted(self.keys, uk).clamp(max=max(len(self.keys) - 1, 0))
+        uk, inv, counts = torch.unique(keys[valid], return_inverse=True, return_counts=True)  # [U] sorted
+        raw = torch.searchsorted(self.keys, uk)  # [U] insertion points
+        pos = raw.clamp(max=max(len(self.keys) - 1, 0))
         known = (self.keys[pos] == uk) if len(self.keys) else torch.zeros_like(uk, dtype=torch.bool)
         sid = torch.where(known, self.ids[pos] if len(self.keys) else uk, torch.full_like(uk, -1))
+        self.last_seen[pos[known]] = time
         new = (~known).nonzero()[:, 0]
         if new.numel():
             slot = torch.arange(inv.numel(), dtype=torch.long)
@@ -131,7 +135,7 @@ class SpeciesRegistry:
             sid[order] = self.next_id + torch.arange(order.numel(), dtype=torch.long)
             self.next_id += order.numel()
             # merge the new keys (sorted, as uk is) into the sorted registry: O(N + U log N), no re-sort
-            at = torch.searchsorted(self.keys, uk[new]) + torch.arange(new.numel(), dtype=torch.long)
+            at = raw[new] + torch.arange(new.numel(), dtype=torch.long)
             old = torch.ones(len(self.keys) + new.numel(), dtype=torch.bool)
             old[at] = False
             merged = []
@@ -141,11 +145,10 @@ class SpeciesRegistry:
                 m[old], m[at] = mine, theirs
                 merged.append(m)
             self.keys, self.ids, self.last_seen = merged
-        pos = torch.searchsorted(self.keys, uk)
-        self.last_seen[pos] = time
-        if self.forget_after is not None:
+        if self.forget_after is not None and len(self.keys) and int(self.last_seen.min()) < time - self.forget_after:
             keep = self.last_seen >= time - self.forget_after
             self.keys, self.ids, self.last_seen = self.keys[keep], self.ids[keep], self.last_seen[keep]
+        self.present = (sid, counts)
         out = torch.full_like(keys, -1)
         out[valid] = sid[inv]
         return out
