@@ -39,7 +39,9 @@ sys.path.insert(0, HERE)  # bench/lightning_overhead.py
 
 from nsr import soup  # noqa: E402
 from nsr.fixpoints import classify  # noqa: E402
-from nsr.replicators import Aggregating, Recurrent, Weightwise, fast, native  # noqa: E402
+from nsr import kernels  # noqa: E402
+from nsr.kernels import build  # noqa: E402
+from nsr.replicators import Aggregating, Recurrent, Weightwise  # noqa: E402
 from nsr.training import self_train  # noqa: E402
 
 ARCHS = {"weightwise": Weightwise, "aggregating": Aggregating, "recurrent": Recurrent}
@@ -328,7 +330,7 @@ def _status_kb(key: str) -> int:
 # ---- the machine ------------------------------------------------------------------------------------------
 def machine(device) -> dict:
     info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "backend": fast.backend(torch.zeros(1, 14, device=device))}
+            "backend": kernels.backend(torch.zeros(1, 14, device=device))}
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
@@ -398,7 +400,7 @@ def main(argv=None) -> int:
                     t, cpu = timed(nsr_call(rep, op, P, device), repeats, min_time)
                     rate = P * steps_per_call(rep, op) / min(t)
                     rows.append({"case": f"{arch}/{op}", "arch": arch, "op": op, "P": P, "threads": nt,
-                                 "device": str(device), "backend": fast.backend(torch.zeros(1, 1, device=device)),
+                                 "device": str(device), "backend": kernels.backend(torch.zeros(1, 1, device=device)),
                                  "seconds": min(t), "seconds_median": statistics.median(t), "cpu_seconds": min(cpu),
                                  "spread": max(t) / min(t) - 1, "particle_steps_per_s": rate,
                                  "loop_particle_steps_per_s": loop_rate, "loop_networks": loop_n,
@@ -407,9 +409,9 @@ def main(argv=None) -> int:
 
     # the eager torch kernels (what runs without a C compiler, and on GPUs), at the target size
     torch.set_num_threads(1)
-    if device.type == "cpu" and native.available():
-        before = fast.compile_enabled()
-        fast.set_compile(False)
+    if device.type == "cpu" and build.available():
+        before = kernels.compile_enabled()
+        kernels.set_compile(False)
         try:
             rep = Weightwise()
             for op in ("apply", "train_full", "train_b1"):
@@ -424,7 +426,7 @@ def main(argv=None) -> int:
                              "particle_steps_per_s": rate, "ratio_vs_loop": rate / base["loop_particle_steps_per_s"]})
                 print(_row_text(rows[-1]), flush=True)
         finally:
-            fast.set_compile(before)
+            kernels.set_compile(before)
 
     extra = {"machine": info}
     roof = roofline(device)
@@ -561,7 +563,7 @@ def markdown(rows, extra) -> str:
                 for r in extra["lightning_overhead"]]
         out.append("")
     out += ["## Notes", "",
-            "- nsr runs these through `nsr.replicators.fast`: native C kernels (float32 on CPU, built on first use "
+            "- nsr runs these through `nsr.kernels`: native C kernels (float32 on CPU, built on first use "
             "with the system C compiler) that run a whole epoch per block of particles in registers, else eager "
             "torch kernels in a particle-last layout (`NSR_COMPILE=0`, other dtypes, GPUs).",
             "- Flops and bytes per particle-step of weightwise (2, 2): a full-batch epoch does, per sample, 28 "

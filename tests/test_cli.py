@@ -1,4 +1,4 @@
-"""`nsr` end to end: the shipped configs run (shrunk), log design.md's scalars to TensorBoard,
+"""`nsr` end to end: the shipped configs run (shrunk), log the scalars of docs/architecture.md to TensorBoard,
 write checkpoints nsr can read back, and user mistakes give one line naming the key or file."""
 import pytest
 import torch

@@ -219,6 +219,31 @@ def test_sorted_manhattan_is_permutation_invariant_and_basin_classes_follow_dist
     assert basin_classes(before, after, rtol=0.05, atol=0.0).tolist() == [0, 1, 2, 1]
 
 
+def test_the_robustness_experiment_times_the_same_clones_as_nsr_fixpoints_robustness():
+    from nsr.fixpoints import robustness
+
+    rep = Weightwise()
+    w = torch.cat([rep.identity_genome(), rep.identity_genome() * 1.0001])
+    ours = time_clones(rep, w, [1e-1, 1e-4], 5, 100, 1e-4, torch.Generator().manual_seed(0))
+    ref = robustness(rep, w, [1e-1, 1e-4], trials=5, generator=torch.Generator().manual_seed(0))
+    for s, (ttv, taf) in ref.items():
+        assert torch.equal(ours[s]["time_to_vergence"], ttv) and torch.equal(ours[s]["time_as_fixpoint"], taf)
+
+
+def test_run_folder_files_are_replaced_whole_with_the_usual_permissions(tmp_path):
+    import os
+
+    from nsr.experiments.runfolder import RunFolder
+
+    folder = RunFolder("x", tmp_path / "run")
+    folder.write_text("results.md", "old\n")
+    p = folder.write_text("results.md", "noise 1e\u22121\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.read_text(encoding="utf-8") == "noise 1e\u22121\n" and (p.stat().st_mode & 0o777) == 0o666 & ~umask
+    assert os.listdir(tmp_path / "run") == ["results.md"]  # no temporary file left behind
+
+
 def test_soup_phases_heatmaps_every_cell_of_the_grid(tmp_path):
     out, rows = run(tmp_path, "soup_phases", "--trials", "3", "--particles", "4", "--generations", "3",
                     "--rates", "0,0.5", "--trains", "0,20")

@@ -1,18 +1,23 @@
 """The fused kernels (native and eager torch) compute exactly what autograd and single networks do.
 
-Every training function of nsr runs through nsr.replicators.fast; these tests pin both of its
+Every training function of nsr runs through nsr.kernels; these tests pin both of its
 backends to references that share no code with it: autograd through ``rep.forward``, a loop of
 single ``nn.Module`` networks with their own ``torch.optim.SGD``, and each other.
 """
+import ctypes
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from nsr.random import KeyedStream
-from nsr.replicators import ACTIVATIONS, Aggregating, Recurrent, Replicator, Weightwise, fast, native
-from nsr.training import batches, epoch_order, learn_from, self_train, sgd_step, take, train_epoch
+from nsr import kernels
+from nsr.kernels import build, parallel
+from nsr.replicators import ACTIVATIONS, Aggregating, Recurrent, Replicator, Weightwise
+from nsr.random import epoch_order
+from nsr.training import batches, learn_from, self_train, sgd_step, take, train_epoch, train_epoch_steps
 
 ALL = [Weightwise, Aggregating, Recurrent]
 BACKENDS = ["native", "eager"]
@@ -25,10 +30,10 @@ def gen(seed=0):
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Run a test with the native kernels, then with the eager torch kernels."""
-    before = fast.compile_enabled()
-    fast.set_compile(request.param == "native")
+    before = kernels.compile_enabled()
+    kernels.set_compile(request.param == "native")
     yield request.param
-    fast.set_compile(before)
+    kernels.set_compile(before)
 
 
 def genomes(rep, P, seed=0, dtype=torch.float32):
@@ -58,15 +63,15 @@ def reference_train(rep, w, epochs, lr, batch_size, momentum, generator, teacher
 def test_the_backend_is_native_for_float32_cpu_exactly_when_the_kernels_are_built():
     # where a C compiler exists (here, and on CI) the native half of these tests must really run
     # native code; without one nsr says why and runs the eager kernels everywhere
-    before = fast.compile_enabled()
+    before = kernels.compile_enabled()
     try:
-        fast.set_compile(True)
-        built = native.available()
-        assert built or native.unavailable_reason()
-        assert fast.backend(torch.zeros(1, 14)) == ("native" if built else "eager")
-        assert fast.backend(torch.zeros(1, 14, dtype=torch.float64)) == "eager"
+        kernels.set_compile(True)
+        built = build.available()
+        assert built or build.unavailable_reason()
+        assert kernels.backend(torch.zeros(1, 14)) == ("native" if built else "eager")
+        assert kernels.backend(torch.zeros(1, 14, dtype=torch.float64)) == "eager"
     finally:
-        fast.set_compile(before)
+        kernels.set_compile(before)
 
 
 @pytest.mark.parametrize("Rep", ALL)
@@ -78,7 +83,7 @@ def test_self_train_equals_autograd_sgd(backend, Rep, activation, batch_size, mo
     got = self_train(rep, w, epochs=2, lr=0.02, batch_size=batch_size, momentum=momentum, generator=gen(1),
                      return_state=True)
     want = reference_train(rep, w, 2, 0.02, batch_size, momentum, gen(1))
-    assert fast.backend(w) == (backend if native.available() else "eager")
+    assert kernels.backend(w) == (backend if build.available() else "eager")
     assert torch.isfinite(want[0]).all()  # compare numbers, not NaNs
     torch.testing.assert_close(got.weights, want[0], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got.loss, want[2], atol=1e-6, rtol=1e-5)
@@ -122,23 +127,34 @@ def test_loss_and_grad_and_apply_equal_autograd_and_forward(backend, Rep, activa
 
 @pytest.mark.parametrize("Rep", ALL)
 @pytest.mark.parametrize("batch_size, momentum", [(1, 0.9), (None, 0.0), (2, 0.0)])
-def test_epoch_kernel_equals_stepping_with_loss_and_grad_bit_for_bit(backend, Rep, batch_size, momentum):
-    # what a Lightning module does (rep.loss_and_grad + sgd_step per step) and what self_train does
-    # (whole epochs in one kernel) are the same floating-point operations
+def test_epoch_kernel_equals_the_step_by_step_epoch_bit_for_bit(backend, Rep, batch_size, momentum):
+    # the one definition of an epoch (train_epoch_steps: rep.loss_and_grad + sgd_step per step, what
+    # a Lightning module runs) and the fused kernels (whole epochs) are the same floating-point operations
     rep = Rep()
     w = genomes(rep, 19)
     x, y = rep.samples(w)
     got = train_epoch(rep, w, x, y, lr=0.02, batch_size=batch_size, momentum=momentum, generator=gen(3))
-    order = epoch_order(19, x.shape[1], batch_size is not None and batch_size < x.shape[1], gen(3))
-    v, total, steps = None, 0, batches(order, batch_size)
+    want = train_epoch_steps(rep, w, x, y, lr=0.02, batch_size=batch_size, momentum=momentum, generator=gen(3))
+    assert torch.isfinite(want.weights).all()
+    assert torch.equal(got.weights, want.weights)
+    assert torch.equal(got.loss, want.loss)
+    assert (got.velocity is None) == (want.velocity is None)
+    assert want.velocity is None or torch.equal(got.velocity, want.velocity)
+
+
+def test_the_step_by_step_epoch_is_loss_and_grad_then_sgd_step_in_the_epoch_order():
+    rep = Weightwise(activation="tanh")
+    w = genomes(rep, 5)
+    x, y = rep.samples(w)
+    got = train_epoch_steps(rep, w, x, y, lr=0.02, batch_size=3, momentum=0.9, generator=gen(3))
+    order = epoch_order(5, x.shape[1], True, gen(3))
+    v, total, steps = None, 0, batches(order, 3)
     for idx in steps:
         loss, g = rep.loss_and_grad(w, take(x, idx), take(y, idx))
-        w, v = sgd_step(w, g, v, 0.02, momentum)
+        w, v = sgd_step(w, g, v, 0.02, 0.9)
         total = total + loss
-    assert torch.isfinite(w).all()
-    assert torch.equal(got.weights, w)
+    assert torch.equal(got.weights, w) and torch.equal(got.velocity, v)
     assert torch.equal(got.loss, total / len(steps))
-    assert (got.velocity is None) == (v is None) and (v is None or torch.equal(got.velocity, v))
 
 
 class SingleMLP(nn.Module):
@@ -293,33 +309,34 @@ def test_without_a_compiler_nsr_warns_once_and_runs_the_eager_kernels(monkeypatc
     def no_compiler():
         raise RuntimeError("no C compiler found (set CC)")
 
-    monkeypatch.setattr(native, "_build", no_compiler)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_lib_error", None)
-    monkeypatch.setattr(native, "_enabled", True)
+    monkeypatch.setattr(build, "compile_library", lambda name, sources: no_compiler())
+    for library in build._LIBRARIES:  # every family's native code, as if never built
+        monkeypatch.setattr(library, "_lib", None)
+        monkeypatch.setattr(library, "error", None)
+    monkeypatch.setattr(build, "_enabled", True)
     with pytest.warns(RuntimeWarning, match="native kernels unavailable"):
-        assert fast.backend(w) == "eager"
+        assert kernels.backend(w) == "eager"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once, not at every call
         got = self_train(rep, w, epochs=2, lr=0.05, batch_size=1, generator=gen(6))
-    assert "no C compiler" in native.unavailable_reason()
+    assert "no C compiler" in build.unavailable_reason()
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
 def test_the_switch_turns_the_native_kernels_off_and_on():
-    before = fast.compile_enabled()
+    before = kernels.compile_enabled()
     try:
-        fast.set_compile(False)
-        assert not fast.compile_enabled() and fast.backend(torch.zeros(2, 14)) == "eager"
-        fast.set_compile(True)
-        assert fast.backend(torch.zeros(2, 14)) == "native"
+        kernels.set_compile(False)
+        assert not kernels.compile_enabled() and kernels.backend(torch.zeros(2, 14)) == "eager"
+        kernels.set_compile(True)
+        assert kernels.backend(torch.zeros(2, 14)) == "native"
     finally:
-        fast.set_compile(before)
+        kernels.set_compile(before)
 
 
 def test_splitting_particles_over_threads_changes_no_bit(backend):
     rep = Weightwise(activation="tanh")
-    w = genomes(rep, 2 * native.MIN_PARTICLES_PER_THREAD + 37)  # enough for two threads
+    w = genomes(rep, 2 * parallel.MIN_PARTICLES_PER_THREAD + 37)  # enough for two threads
     before = torch.get_num_threads()
     results = []
     try:
@@ -330,3 +347,25 @@ def test_splitting_particles_over_threads_changes_no_bit(backend):
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_the_cache_key_includes_the_sources_so_an_edited_kernel_is_built_anew(monkeypatch, tmp_path):
+    monkeypatch.setenv("NSR_CACHE_DIR", str(tmp_path))
+    one = build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
+    two = build.compile_library("probe", {"probe.h": "#define V 2\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
+    assert one != two and sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(one).name, Path(two).name])
+    assert build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'}) == one
+    assert [ctypes.CDLL(p).v() for p in (one, two)] == [1, 2]
+
+
+def test_native_kernels_are_called_with_named_arguments_only():
+    sig = build.Signature("nsr_mlp_apply", P=build.i64, a=build.ptr)
+    with pytest.raises(TypeError, match="'a'"):
+        sig(None, P=1)
+    with pytest.raises(TypeError, match="'b'"):
+        sig(None, P=1, a=None, b=None)
+
+
+def test_the_kernel_sources_ship_as_package_data():
+    for name in ("common.h", "mlp.c", "rnn.c"):
+        assert "nsr" in build.read_source(name)

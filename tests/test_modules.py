@@ -158,3 +158,37 @@ def test_last_ckpt_is_never_left_half_written(tmp_path):
     with pytest.raises(RuntimeError):  # the writer stops half-way through the new checkpoint
         io.save_checkpoint({"nsr": {"step": 2}, "blob": torch.zeros(1000), "stop": Unpicklable()}, path)
     assert torch.load(path, weights_only=True) == {"nsr": {"step": 1}} and os.listdir(tmp_path) == ["last.ckpt"]
+
+
+# ---- the contract the callbacks and the CLI rely on -------------------------------------------------------
+def test_both_modules_offer_the_population_module_contract():
+    from nsr.modules import PopulationModule, SoupModule
+
+    rep_module, soup_module = ReplicatorModule(population=3), SoupModule(size=4)
+    soup_module.configure_model()  # generation 0 of this process's shard (no trainer: the whole soup)
+    for module, kind, unit in ((rep_module, "replicator", "epoch"), (soup_module, "soup", "generation")):
+        assert isinstance(module, PopulationModule) and module.kind == kind and module.time_unit == unit
+        w = module.gather_population()
+        assert torch.equal(module.population, w) and w.shape[1] == module.replicator.num_weights
+        assert module.gather_particle_ids().tolist() == module.particle_ids.tolist() == list(range(w.shape[0]))
+
+
+def test_resuming_checks_the_checkpoint_through_the_module(tmp_path):
+    from nsr.modules import SoupModule
+
+    soup_ckpt = nsr_checkpoint(tmp_path / "soup.ckpt", Weightwise(), torch.zeros(3, 14), kind="soup")
+    with pytest.raises(ValueError, match="written by a soup run, this is a replicator run"):
+        ReplicatorModule(population=3).check_checkpoint(soup_ckpt)
+    assert SoupModule(size=3).check_checkpoint(soup_ckpt)["nsr"]["kind"] == "soup"
+    with pytest.raises(ValueError, match="holds 3 particles, but this run's population is 2"):
+        ReplicatorModule(population=2).check_checkpoint(nsr_checkpoint(tmp_path / "r.ckpt", Weightwise(), torch.zeros(3, 14)))
+
+
+def test_importing_nsr_installs_no_warnings_filter():
+    import subprocess
+    import sys
+
+    code = ("import warnings, lightning.pytorch; before = list(warnings.filters); "
+            "import nsr.modules, nsr.callbacks, nsr.cli, nsr.experiments; print(warnings.filters == before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr

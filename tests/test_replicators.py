@@ -1,4 +1,4 @@
-"""The three replicators against science.md's definitions and against single-network references."""
+"""The three replicators against docs/science.md's definitions and against single-network references."""
 import math
 
 import pytest

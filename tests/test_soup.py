@@ -207,3 +207,47 @@ def test_independent_soups_in_one_population_never_touch_each_other():
     assert torch.equal(a.weights[n:], b.weights[n:]) and not torch.equal(a.weights[:n], b.weights[:n])
     with pytest.raises(ValueError, match="soup_size"):
         generation_step(REP, start, soup_size=7)
+
+
+# ---- the soup's parameters: one frozen, validated object ------------------------------------------------
+def test_soup_params_are_validated_once_naming_the_field_and_are_frozen():
+    import dataclasses
+
+    from nsr.soup import SoupParams
+
+    for key, value in [("attacking_rate", 1.5), ("learn_from_severity", -1), ("train", 1.5), ("momentum", 1.0),
+                       ("batch_size", 0), ("shuffle", 1), ("remove_zero", "yes"), ("epsilon", 0.0), ("seed", -1),
+                       ("soup_size", 0)]:
+        with pytest.raises(ValueError, match=f"^{key} "):
+            SoupParams(**{key: value})
+    params = SoupParams(attacking_rate=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train = 3
+    with pytest.raises(ValueError, match="^train "):
+        params.replace(train=-1)  # a changed copy is validated again
+    assert params.replace(train=2).train == 2 and params.train == 0
+
+
+def test_generation_step_with_soup_params_equals_the_keyword_call_bit_for_bit():
+    from nsr.soup import SoupParams
+
+    kw = dict(seed=4, attacking_rate=0.5, learn_from_rate=0.5, learn_from_severity=2, train=1, remove_zero=True)
+    start = initial_state(REP, 6, seed=4)
+    a, ea = generation_step(REP, start, SoupParams(**kw))
+    b, eb = generation_step(REP, start, **kw)
+    c, ec = generation_step(REP, start, SoupParams(seed=4), **{k: v for k, v in kw.items() if k != "seed"})
+    for s, e in ((b, eb), (c, ec)):
+        assert torch.equal(a.weights, s.weights) and torch.equal(a.ids, s.ids)
+        assert {k: v for k, v in ea.items() if k != "loss" and not torch.is_tensor(v)} == \
+               {k: v for k, v in e.items() if k != "loss" and not torch.is_tensor(v)}
+        assert all(torch.equal(v, e[k]) for k, v in ea.items() if torch.is_tensor(v) and k != "particle_loss")
+
+
+def test_every_declared_event_is_counted_by_a_generation():
+    from nsr.soup import EVENT_COUNTS, RESPAWNED, RESPAWNED_DIVERGENT, RESPAWNED_ZERO
+
+    w = random_genomes(3)
+    w[2] = float("nan")
+    _, events = generation_step(REP, soup(w), seed=0, attacking_rate=1.0, learn_from_rate=1.0)
+    assert set(EVENT_COUNTS) <= set(events)
+    assert events[RESPAWNED] == events[RESPAWNED_DIVERGENT] + events[RESPAWNED_ZERO] == 1

@@ -22,8 +22,8 @@ from typing import Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nsr.callbacks import _writer, log_epoch_metrics, save_figure
-from nsr.checkpoint import write_atomically
+from nsr.atomic import write_atomically
+from nsr.callbacks.logs import log_epoch_metrics, save_figure, tensorboard_writer
 from nsr.lineage import Phylogeny, lineage_metrics
 from nsr.soup import gather_rows
 from nsr.species import (CODECS, SpeciesRegistry, abundances, dbscan_keys, diversity, function_keys, genome_keys,
@@ -244,7 +244,7 @@ class SpeciesMonitor(Callback):
         if not trainer.is_global_zero:
             return
         fig = muller_figure(self.muller, self.muller_species, getattr(pl_module, "time_unit", "generation"))
-        writer = _writer(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is not None and fig is not None:
             writer.add_figure("soup/muller", fig, global_step=int(pl_module.generation))
         if log_dir and self.write_csv:

@@ -8,13 +8,13 @@ wrote it.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from typing import Any, Optional
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from nsr.atomic import write_atomically
 from nsr.replicators import Replicator, from_config
 
 KINDS = ("replicator", "soup")
@@ -55,22 +55,31 @@ def load_population(path) -> tuple[Replicator, torch.Tensor]:
     return rep, w
 
 
+def check_entry(nsr, where: str, replicator: Replicator, kind: Optional[str] = None,
+                population: Optional[int] = None, population_name: str = "this run's population") -> None:
+    """Raise a one-line ``ValueError`` starting with ``where`` unless the checkpoint entry ``nsr``
+    (``checkpoint["nsr"]``) holds this architecture and, if given, this kind of module (``"replicator"``
+    or ``"soup"``) and ``population`` particles (called ``population_name`` in the message). The one
+    compatibility check: ``--ckpt_path``, ``init_from`` and the modules' ``on_load_checkpoint`` use it."""
+    if not isinstance(nsr, dict) or nsr.get("kind") not in KINDS or "replicator" not in nsr:
+        raise ValueError(f"{where}: not an nsr checkpoint (no 'nsr' entry)")
+    try:
+        theirs = from_config(nsr["replicator"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    if theirs != replicator:
+        raise ValueError(f"{where} holds {theirs!r}, but this run's replicator is {replicator!r}")
+    if kind is not None and nsr["kind"] != kind:
+        raise ValueError(f"{where} was written by a {nsr['kind']} run, this is a {kind} run")
+    if population is not None and nsr["weights"].shape[0] != population:
+        raise ValueError(f"{where} holds {nsr['weights'].shape[0]} particles, but {population_name} is {population}")
+
+
 def check_compatible(path, replicator: Replicator, kind: Optional[str] = None, population: Optional[int] = None) -> dict:
     """Raise a one-line ``ValueError`` unless the checkpoint at ``path`` holds this architecture
     (and, if given, this kind of module and population size). Returns the checkpoint."""
     ckpt = read_checkpoint(path)
-    nsr = ckpt["nsr"]
-    try:
-        theirs = from_config(nsr["replicator"])
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"checkpoint {os.fspath(path)}: {e}") from None
-    if theirs != replicator:
-        raise ValueError(f"checkpoint {os.fspath(path)} holds {theirs!r}, but this run's replicator is {replicator!r}")
-    if kind is not None and nsr["kind"] != kind:
-        raise ValueError(f"checkpoint {os.fspath(path)} was written by a {nsr['kind']} run, this is a {kind} run")
-    if population is not None and nsr["weights"].shape[0] != population:
-        raise ValueError(f"checkpoint {os.fspath(path)} holds {nsr['weights'].shape[0]} particles, "
-                         f"but this run's population is {population}")
+    check_entry(ckpt["nsr"], f"checkpoint {os.fspath(path)}", replicator, kind, population)
     return ckpt
 
 
@@ -83,26 +92,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
         write_atomically(os.fspath(path), lambda f: torch.save(checkpoint, f))
-
-
-def write_atomically(path: str, write, mode: str = "wb") -> None:
-    """Create or replace the file ``path`` so that it is never seen half-written: ``write(f)``
-    fills a temporary file (an open file object, or its path with ``mode=None``) in the same
-    folder, which ``os.replace`` then puts in place. A kill midway leaves the old file intact."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        if mode is None:
-            os.close(fd)
-            write(tmp)
-        else:
-            with os.fdopen(fd, mode) as f:
-                write(f)
-        umask = os.umask(0)  # mkstemp made the file 0600; give it what open() would have
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

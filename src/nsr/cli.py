@@ -97,24 +97,19 @@ class NSRCLI(LightningCLI):
         if not self.config.get("subcommand"):
             return
         path = self.config[self.config.subcommand].get("ckpt_path")
-        if path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:"):
+        if _is_checkpoint_file(path):
             from nsr.checkpoint import read_checkpoint
 
             read_checkpoint(path)
 
     def _check_ckpt(self):
         path = self._get(self.config, "ckpt_path")
-        if path is None or path in ("last", "best", "hpc", "registry") or str(path).startswith("registry:"):
+        if not _is_checkpoint_file(path):
             return
-        from nsr.checkpoint import check_compatible
+        from nsr.modules import PopulationModule
 
-        rep = getattr(self.model, "replicator", None)
-        kind = "soup" if type(self.model).__name__ == "SoupModule" else "replicator"
-        population = None
-        if kind == "replicator" and hasattr(self.model, "gather_population"):
-            population = self.model.gather_population().shape[0]
-        if rep is not None:
-            check_compatible(path, rep, kind=kind, population=population)
+        if isinstance(self.model, PopulationModule):  # the module knows what it can resume from
+            self.model.check_checkpoint(path)
 
     def _check_writable(self):
         folders = set()
@@ -137,6 +132,11 @@ class NSRCLI(LightningCLI):
 
     def before_validate(self):
         self._check_ckpt()
+
+
+def _is_checkpoint_file(path) -> bool:
+    """Whether ``--ckpt_path`` names a file (not one of Lightning's keywords: last, best, ...)."""
+    return path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:")
 
 
 def check_writable(folder: str) -> None:

@@ -1,5 +1,6 @@
-"""Fixpoints of self-application: classification, distance, shares (science.md, "Self-replication
-as a fixpoint"). Pure functions over populations ``[P, W]``.
+"""Fixpoints of self-application: classification, distance, shares, and the robustness of
+fixpoints to noise (docs/science.md, "Self-replication as a fixpoint"). Pure functions over
+populations ``[P, W]``.
 
 >>> import torch
 >>> from nsr.replicators import Weightwise
@@ -14,6 +15,8 @@ import math
 from enum import IntEnum
 
 import torch
+
+from nsr.random import add_noise
 
 SECOND_ORDER_TESTS = ("orbit", "same_network")
 
@@ -140,22 +143,52 @@ def vergence_times(rep, w: torch.Tensor, max_steps: int = 100, epsilon: float = 
     return vergence, as_fixpoint
 
 
-def robustness(rep, w: torch.Tensor, scales=tuple(10.0 ** -k for k in range(10)), trials: int = 100,
-               max_steps: int = 100, epsilon: float = 1e-4, generator=None) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
-    """The paper's robustness test: for each noise scale, ``trials`` noisy clones of every genome
-    in ``w`` ``[P, W]`` (noise +-U(0,1)*scale per weight), timed by :func:`vergence_times`.
-    All clones of all scales run as one batch. Returns ``{scale: (time_to_vergence [P*trials],
-    time_as_fixpoint [P*trials])}``."""
-    from nsr.training import add_noise  # training sits above fixpoints only for this noise helper
+DEFAULT_SCALES = tuple(10.0 ** -k for k in range(10))  # 1e0 .. 1e-9, the paper's noise scales
 
+
+def noise_label(scale: float) -> str:
+    """``1e-3`` for noise scale 0.001: how tables, files and scalars name a noise scale.
+
+    >>> [noise_label(s) for s in (1.0, 0.1, 1e-9, 0.5)]
+    ['1e0', '1e-1', '1e-9', '0.5']
+    """
+    k = round(-math.log10(scale)) if scale > 0 else 0
+    if scale > 0 and math.isclose(scale, 10.0 ** -k, rel_tol=1e-9):
+        return f"1e{-k}" if k else "1e0"
+    return f"{scale:g}"
+
+
+def noisy_clones(w: torch.Tensor, scales, trials: int, generator=None) -> torch.Tensor:
+    """``[S * trials * P, W]``: ``trials`` clones of every genome of ``w`` ``[P, W]`` per noise
+    scale, each weight moved by +-U(0,1)*scale (``nsr.random.add_noise``); ordered scale-major,
+    then trial, then genome."""
+    S, P = len(scales), w.shape[0]
+    clones = w[None, None].expand(S, trials, P, w.shape[1]).reshape(-1, w.shape[1])  # [S*trials*P, W]
+    s = torch.tensor([float(x) for x in scales], dtype=w.dtype, device=w.device).repeat_interleave(trials * P)
+    noise = add_noise(torch.zeros_like(clones), 1.0, generator=generator)  # +-U(0,1) per weight
+    return clones + noise * s[:, None]  # each clone at its own scale
+
+
+def time_noisy_clones(rep, w: torch.Tensor, scales, trials: int, max_steps: int = 100, epsilon: float = 1e-4,
+                      generator=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The paper's robustness test as one batch: the :func:`noisy_clones` of ``w`` ``[P, W]``,
+    timed by :func:`vergence_times`. Returns ``(clones [N, W], time_to_vergence [N],
+    time_as_fixpoint [N])``, N = S * trials * P in the order of :func:`noisy_clones`."""
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
     rep.check_weights(w)
+    clones = noisy_clones(w, scales, trials, generator)
+    ttv, taf = vergence_times(rep, clones, max_steps=max_steps, epsilon=epsilon)
+    return clones, ttv, taf
+
+
+def robustness(rep, w: torch.Tensor, scales=DEFAULT_SCALES, trials: int = 100,
+               max_steps: int = 100, epsilon: float = 1e-4, generator=None) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    """The paper's robustness test: for each noise scale, ``trials`` noisy clones of every genome
+    in ``w`` ``[P, W]`` (noise +-U(0,1)*scale per weight), timed by :func:`vergence_times`.
+    All clones of all scales run as one batch (:func:`time_noisy_clones`). Returns ``{scale:
+    (time_to_vergence [P*trials], time_as_fixpoint [P*trials])}``."""
     scales = [float(s) for s in scales]
-    clones = w.repeat(len(scales) * trials, 1)  # [S*trials*P, W]
-    s = torch.tensor(scales, dtype=w.dtype, device=w.device).repeat_interleave(trials * w.shape[0])
-    noise = add_noise(torch.zeros_like(clones), 1.0, generator=generator)  # +-U(0,1) per weight
-    noisy = clones + noise * s[:, None]  # each clone at its own scale
-    ttv, taf = vergence_times(rep, noisy, max_steps=max_steps, epsilon=epsilon)
+    _, ttv, taf = time_noisy_clones(rep, w, scales, trials, max_steps, epsilon, generator)
     n = trials * w.shape[0]
     return {sc: (ttv[i * n:(i + 1) * n], taf[i * n:(i + 1) * n]) for i, sc in enumerate(scales)}

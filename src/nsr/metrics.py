@@ -37,7 +37,7 @@ def _mean(sum_count: torch.Tensor) -> float:
 
 
 class PopulationStats(Metric):
-    """The fixpoint scalars of a population (design.md): ``fixpoint/<class>`` shares summing to 1,
+    """The fixpoint scalars of a population (docs/architecture.md): ``fixpoint/<class>`` shares summing to 1,
     ``fixpoint/distance`` (mean over particles whose distance is finite), ``train/loss`` (mean
     over particles with a finite loss; absent if no loss was given), and for Aggregating
     replicators ``fixpoint/aggregate_fixpoint`` (share of genomes whose aggregates are reproduced)

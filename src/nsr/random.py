@@ -113,3 +113,21 @@ def normal_from_uniform(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
 def random_indices(u: torch.Tensor, n: int) -> torch.Tensor:
     """Integers uniform in [0, n) from uniforms ``u`` (any shape)."""
     return (u * n).long().clamp_(max=n - 1)
+
+
+def add_noise(w: torch.Tensor, scale: float, generator=None) -> torch.Tensor:
+    """Noise at scale s: each weight +- U(0, 1) * s, the sign chosen with probability 1/2."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    P, W = w.shape
+    u = uniform(generator, P, 2 * W, device=w.device).to(w.dtype)  # [P, 2W]
+    sign = torch.where(u[:, W:] < 0.5, -1.0, 1.0).to(w.dtype)
+    return w + sign * u[:, :W] * scale
+
+
+def epoch_order(P: int, S: int, shuffle: bool = True, generator=None, device=None) -> torch.Tensor:
+    """``[P, S]``: the order in which each particle visits its S samples this epoch (an
+    independent random permutation per particle when shuffling)."""
+    if not shuffle or S == 1:
+        return torch.arange(S, device=device).expand(P, S)
+    return uniform(generator, P, S, device=device).argsort(dim=1)

@@ -1,6 +1,6 @@
 """The soup: an artificial chemistry of replicators, as pure functions over a population ``[P, W]``.
 
-A soup evolves in generations (science.md, "The soup"). One call of :func:`generation_step` is one
+A soup evolves in generations (docs/science.md, "The soup"). One call of :func:`generation_step` is one
 generation, four phases over the whole population:
 
 1. **attack**: each particle, with probability ``attacking_rate``, attacks a random *other*
@@ -37,26 +37,41 @@ whether the population is in one process or split into contiguous shards over ma
 >>> from nsr.replicators import Weightwise
 >>> rep = Weightwise()
 >>> state = initial_state(rep, size=5, seed=0)
->>> state, events = generation_step(rep, state, seed=0, attacking_rate=0.5, train=1)
+>>> state, events = generation_step(rep, state, SoupParams(seed=0, attacking_rate=0.5, train=1))
 >>> state.weights.shape, state.generation, sorted(events)
 (torch.Size([5, 14]), 1, ['attack_source', 'attacks', 'learn_from', 'learn_from_source', 'loss', 'particle_loss', 'respawn_mask', 'respawned', 'respawned_divergent', 'respawned_zero'])
+
+The keyword form ``generation_step(rep, state, seed=0, attacking_rate=0.5, train=1)`` builds the
+same :class:`SoupParams`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, NamedTuple, Optional, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 
 from nsr.fixpoints import check_epsilon
 from nsr.random import KeyedStream, random_indices
+from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
 from nsr.training import check_hyperparameters, learn_from, self_train
 
-__all__ = ["SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
-           "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS"]
+__all__ = ["SoupParams", "SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
+           "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS",
+           "ATTACKS", "LEARN_FROM", "RESPAWNED", "RESPAWNED_DIVERGENT", "RESPAWNED_ZERO", "EVENT_COUNTS"]
 
 # the tags of the keyed random streams, one per use
 PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
+
+# the events of a generation, as keys of generation_step's events dict (and soup/<event> scalars)
+ATTACKS = "attacks"  # particles that attacked another
+LEARN_FROM = "learn_from"  # particles that learned from another
+RESPAWNED = "respawned"  # particles replaced by fresh ones (divergent + zero)
+RESPAWNED_DIVERGENT = "respawned_divergent"
+RESPAWNED_ZERO = "respawned_zero"
+EVENT_COUNTS = (ATTACKS, LEARN_FROM, RESPAWNED)  # the counts logged per generation as soup/<event>
 
 _INDEX_BITS = 33  # attacker index bits in the tie-break priority (populations up to 8.5e9)
 
@@ -76,45 +91,6 @@ class SoupState(NamedTuple):
     generation: int
 
 
-class Shard(NamedTuple):
-    """Where this process's particles sit in the whole population.
-
-    bounds: ``world + 1`` cumulative offsets; rank r owns global indices ``[bounds[r], bounds[r+1])``
-    rank: this process's rank
-    all_gather: ``x [n, ...]`` (the same shape on every rank) -> ``[world, n, ...]``, in rank order
-    """
-
-    bounds: tuple
-    rank: int
-    all_gather: Callable[[torch.Tensor], torch.Tensor]
-
-    @property
-    def size(self) -> int:
-        return int(self.bounds[-1])
-
-    @property
-    def start(self) -> int:
-        return int(self.bounds[self.rank])
-
-    @property
-    def stop(self) -> int:
-        return int(self.bounds[self.rank + 1])
-
-    @property
-    def world(self) -> int:
-        return len(self.bounds) - 1
-
-
-def whole(size: int) -> Shard:
-    """The shard of a population that lives in one process."""
-    return Shard((0, int(size)), 0, lambda x: x[None])
-
-
-def shard_bounds(size: int, world: int) -> tuple:
-    """Contiguous, balanced slices of ``size`` particles over ``world`` processes (cumulative offsets)."""
-    return tuple(r * size // world for r in range(world + 1))
-
-
 def _check_rate(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -125,18 +101,81 @@ def _check_count(name, value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SoupParams:
+    """The parameters of a soup's generations, validated once when made (a one-line ``ValueError``
+    naming the first bad field). Frozen: change one with ``dataclasses.replace(params, train=5)``.
+
+    attacking_rate: probability that a particle attacks a random other one per generation
+    learn_from_rate: probability that a particle learns from a random other one per generation
+    learn_from_severity: epochs of such a learn_from
+    train: self-training epochs of every particle per generation
+    lr, batch_size, momentum, shuffle: the SGD of ``nsr.training`` (momentum restarts every phase)
+    remove_divergent, remove_zero: respawn divergent particles, zero fixpoints
+    epsilon: the fixpoint tolerance (for zero particles)
+    seed: keys every random number of the soup
+    soup_size: the population is independent soups of this many consecutive particles (None: one)
+
+    >>> SoupParams(attacking_rate=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: attacking_rate must be a number in [0, 1], got 1.5
+    """
+
+    attacking_rate: float = 0.0
+    learn_from_rate: float = 0.0
+    learn_from_severity: int = 1
+    train: int = 0
+    lr: float = 0.01
+    batch_size: Optional[int] = 1
+    momentum: float = 0.0
+    shuffle: bool = True
+    remove_divergent: bool = True
+    remove_zero: bool = False
+    epsilon: float = 1e-4
+    seed: int = 0
+    soup_size: Optional[int] = None
+
+    def __post_init__(self):
+        _check_rate("attacking_rate", self.attacking_rate)
+        _check_rate("learn_from_rate", self.learn_from_rate)
+        _check_count("learn_from_severity", self.learn_from_severity, 0)
+        _check_count("train", self.train, 0)
+        _check_count("seed", self.seed, 0)
+        check_hyperparameters(self.lr, self.batch_size, self.momentum, 1)
+        check_epsilon(self.epsilon)
+        for name in ("shuffle", "remove_divergent", "remove_zero"):
+            _check_bool(name, getattr(self, name))
+        if self.soup_size is not None:
+            _check_count("soup_size", self.soup_size, 1)
+
+    def check_size(self, size: int) -> None:
+        """Raise ``ValueError`` unless a population of ``size`` particles fits these parameters."""
+        _check_count("size", size, 1)
+        _soup_size(size, self.soup_size)
+
+    @property
+    def training(self) -> dict:
+        """The keyword arguments of ``nsr.training``'s functions."""
+        return dict(lr=self.lr, batch_size=self.batch_size, momentum=self.momentum, shuffle=self.shuffle)
+
+    def replace(self, **changes) -> "SoupParams":
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
 def check_soup_args(size=1, attacking_rate=0.0, learn_from_rate=0.0, learn_from_severity=1, train=0,
                     lr=0.01, batch_size=1, momentum=0.0, epsilon=1e-4, seed=0, soup_size=None):
-    """Raise ``ValueError`` naming the first invalid soup argument."""
+    """Raise ``ValueError`` naming the first invalid soup argument (see :class:`SoupParams`)."""
     _check_count("size", size, 1)
     _soup_size(size, soup_size)
-    _check_rate("attacking_rate", attacking_rate)
-    _check_rate("learn_from_rate", learn_from_rate)
-    _check_count("learn_from_severity", learn_from_severity, 0)
-    _check_count("train", train, 0)
-    _check_count("seed", seed, 0)
-    check_hyperparameters(lr, batch_size, momentum, 1)
-    check_epsilon(epsilon)
+    SoupParams(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate, learn_from_severity=learn_from_severity,
+               train=train, lr=lr, batch_size=batch_size, momentum=momentum, epsilon=epsilon, seed=seed)
 
 
 def initial_state(rep, size: int, seed: int = 0, shard: Optional[Shard] = None, device=None) -> SoupState:
@@ -199,25 +238,6 @@ def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generati
     u = KeyedStream(seed, generation, idx, "learn_from").rand(2)  # [P, 2]: learn?, from whom
     learns = (u[:, 0] < learn_from_rate) & (n > 1)
     return learns, _other(idx, u[:, 1], n)
-
-
-def gather_rows(shard: Shard, local: torch.Tensor, needed: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Rows of the whole population marked in ``needed`` (BoolTensor[P], known on every process),
-    in global index order (``needed=None``: all of them). ``local`` is this process's ``[P_local, ...]`` slice.
-    A collective: every process of a sharded soup calls it together."""
-    b = shard.bounds
-    if needed is None:
-        needed = torch.ones(shard.size, dtype=torch.bool, device=local.device)
-    counts = [int(needed[b[r]:b[r + 1]].sum()) for r in range(shard.world)]
-    mine = local[needed[shard.start:shard.stop]]  # [counts[rank], ...]
-    if shard.world == 1:
-        return mine
-    m = max(counts)
-    if m == 0:
-        return mine
-    pad = torch.zeros((m - mine.shape[0],) + tuple(mine.shape[1:]), dtype=mine.dtype, device=mine.device)
-    gathered = shard.all_gather(torch.cat([mine, pad]).contiguous())  # [world, m, ...]
-    return torch.cat([gathered[r, :counts[r]] for r in range(shard.world)])
 
 
 def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):
@@ -290,12 +310,8 @@ def _is_zero(rep, w, epsilon):
     return out
 
 
-def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: float = 0.0,
-                    learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0,
-                    lr: float = 0.01, batch_size: Optional[int] = 1, momentum: float = 0.0,
-                    shuffle: bool = True, remove_divergent: bool = True, remove_zero: bool = False,
-                    epsilon: float = 1e-4, shard: Optional[Shard] = None,
-                    soup_size: Optional[int] = None) -> tuple[SoupState, dict]:
+def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, *, shard: Optional[Shard] = None,
+                    **kwargs) -> tuple[SoupState, dict]:
     """One generation of the soup: attack, learn_from, self-training and respawn phases, each
     synchronous (see the module docstring). Returns the new state and the generation's events,
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
@@ -306,6 +322,8 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     (global index of the attacker whose result the particle took, -1 none), ``learn_from_source``
     (global index of its teacher, -1 none) and ``respawn_mask`` ``BoolTensor[P_local]`` (respawned slots).
 
+    ``params`` (:class:`SoupParams`) says how the soup evolves; keyword arguments instead (or on
+    top) build it: ``generation_step(rep, state, seed=0, attacking_rate=0.5)``.
     ``state`` holds this process's particles; ``shard`` says which (``None``: all of them).
     ``soup_size``: the population is many independent soups of this many consecutive particles
     (partners are drawn within each one's soup; ``None``: one soup), e.g. the trials of an
@@ -314,32 +332,38 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
     Training hyper-parameters (``lr``, ``batch_size``, ``momentum``, ``shuffle``) are those of
     ``nsr.training``; momentum buffers start at zero in every phase.
     """
+    if params is None:
+        params = SoupParams(**kwargs)
+    elif kwargs:
+        params = params.replace(**kwargs)
+    elif not isinstance(params, SoupParams):
+        raise ValueError(f"params must be an nsr.soup.SoupParams, got {type(params).__name__}")
     P_local = state.weights.shape[0]
     shard = shard or whole(P_local)
-    check_soup_args(size=shard.size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
-                    learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
-                    momentum=momentum, epsilon=epsilon, seed=seed, soup_size=soup_size)
+    params.check_size(shard.size)
     if shard.stop - shard.start != P_local or state.ids.shape != (P_local,):
         raise ValueError(f"state holds {P_local} particles and {tuple(state.ids.shape)} ids, "
                          f"shard rank {shard.rank} owns {shard.stop - shard.start}")
     rep.check_weights(state.weights, "state.weights")
     g = int(state.generation)
     lo, hi = shard.start, shard.stop
-    kw = dict(lr=lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle)
+    seed, soup_size, kw = params.seed, params.soup_size, params.training
     w = state.weights.detach()
 
-    w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, attacking_rate, soup_size)
-    w, learned, learn_from_source = _learn_from_phase(rep, w, shard, seed, g, learn_from_rate, learn_from_severity, kw, soup_size)
+    w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
+    w, learned, learn_from_source = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate,
+                                                      params.learn_from_severity, kw, soup_size)
 
     loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
-    if train > 0 and P_local:
+    if params.train > 0 and P_local:
         idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
-        w, _, loss = self_train(rep, w, epochs=train, generator=KeyedStream(seed, g, idx, "train"),
+        w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
                                 return_state=True, **kw)
 
     # respawn: divergent and (optionally) zero particles become fresh particles with new ids
-    divergent = ~torch.isfinite(w).all(dim=1) if remove_divergent else torch.zeros(P_local, dtype=torch.bool, device=w.device)
-    zero = _is_zero(rep, w, epsilon) & ~divergent if remove_zero else torch.zeros_like(divergent)
+    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
+                 else torch.zeros(P_local, dtype=torch.bool, device=w.device))
+    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
     dead = divergent | zero  # [P_local]
     finite = torch.isfinite(loss)
     stats = torch.stack([dead.sum(), divergent.sum(), zero.sum()]).to(torch.float64)
@@ -357,8 +381,8 @@ def generation_step(rep, state: SoupState, *, seed: int = 0, attacking_rate: flo
         ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
         loss = loss.clone()
         loss[where] = math.nan  # the slot holds a new particle, not yet trained
-    events = {"attacks": attacks, "learn_from": learned, "respawned": int(total[0]),
-              "respawned_divergent": int(total[1]), "respawned_zero": int(total[2]),
+    events = {ATTACKS: attacks, LEARN_FROM: learned, RESPAWNED: int(total[0]),
+              RESPAWNED_DIVERGENT: int(total[1]), RESPAWNED_ZERO: int(total[2]),
               "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss,
               "attack_source": attack_source, "learn_from_source": learn_from_source, "respawn_mask": dead}
     return SoupState(w, ids, int(state.next_id) + int(total[0]), g + 1), events

@@ -1,10 +1,11 @@
 """Self-training, learning from others and noise: the one implementation of training in nsr.
 
 Every particle trains exactly as it would alone: the loss is each particle's own MSE, the update
-is elementwise, so a population ``[P, W]`` is P independent SGD optimizers. The three replicators
-train through the fused kernels of :mod:`nsr.replicators.fast` (whole epochs, particle-last,
-hand-written backpropagation, checked against autograd); any other replicator steps through its
-``loss_and_grad`` and :func:`sgd_step`.
+is elementwise, so a population ``[P, W]`` is P independent SGD optimizers. The one definition
+of an epoch is :func:`train_epoch_steps` (per step: ``rep.loss_and_grad``, then :func:`sgd_step`).
+Replicators with a kernel family (``rep.kernel``: the three of the paper) run the same epochs
+through the fused kernels of :mod:`nsr.kernels` (whole epochs, particle-last, hand-written
+backpropagation), proven equal to it by the tests; any other replicator steps through it.
 
 >>> import torch
 >>> from nsr.replicators import Weightwise
@@ -20,8 +21,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from nsr.random import uniform
-from nsr.replicators import fast
+from nsr import kernels
+from nsr.random import add_noise, epoch_order  # noqa: F401  (re-exported)
 
 
 class TrainState(NamedTuple):
@@ -45,14 +46,6 @@ def check_hyperparameters(lr=0.01, batch_size=1, momentum=0.0, epochs=1):
         raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-
-
-def epoch_order(P: int, S: int, shuffle: bool = True, generator=None, device=None) -> torch.Tensor:
-    """``[P, S]``: the order in which each particle visits its S samples this epoch (an
-    independent random permutation per particle when shuffling)."""
-    if not shuffle or S == 1:
-        return torch.arange(S, device=device).expand(P, S)
-    return uniform(generator, P, S, device=device).argsort(dim=1)
 
 
 def batches(order: torch.Tensor, batch_size: Optional[int]) -> list[torch.Tensor]:
@@ -80,20 +73,30 @@ def sgd_step(w, grad, velocity, lr, momentum):
 
 def train_epoch(rep, w, x, y, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, generator=None, velocity=None) -> TrainState:
     """One epoch of every particle over its samples ``x, y`` (``[P, S, ...]``, fixed for the epoch)."""
-    if getattr(rep, "_fast", None):  # the fused kernels: same steps, same random numbers
-        return TrainState(*fast.train(rep, w, 1, lr, batch_size, momentum, shuffle, generator, velocity,
-                                      samples=(x, y)))
-    return _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
+    if rep.kernel is not None:  # the fused kernels: same steps, same random numbers
+        return TrainState(*kernels.train(rep, w, 1, lr, batch_size, momentum, shuffle, generator, velocity,
+                                         samples=(x, y)))
+    return train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
 
 
-def _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity) -> TrainState:
-    """The step-by-step epoch: ``rep.loss_and_grad`` and :func:`sgd_step` per step (any replicator)."""
+def train_epoch_steps(rep, w, x, y, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, generator=None,
+                      velocity=None, ranks: int = 1, step_grad=None) -> TrainState:
+    """The SGD epoch, step by step: the order of the samples (:func:`nsr.random.epoch_order`), then
+    per step of ``batch_size`` samples ``rep.loss_and_grad`` and :func:`sgd_step`. Any replicator.
+
+    Data-parallel training passes ``ranks`` R and ``step_grad(w, idx [P, n]) -> (loss [P], grad
+    [P, W])``: a step then takes ``R * batch_size`` samples, and ``step_grad`` computes its loss and
+    gradient (e.g. each rank its share, summed over the ranks).
+    """
     P, S = x.shape[0], x.shape[1]
     order = epoch_order(P, S, shuffle and batch_size is not None and batch_size < S, generator, x.device)
+    if step_grad is None:
+        def step_grad(w, idx):
+            return rep.loss_and_grad(w, take(x, idx), take(y, idx))
     total = torch.zeros(P, dtype=w.dtype, device=w.device)
-    steps = batches(order, batch_size)
+    steps = batches(order, None if batch_size is None else batch_size * ranks)
     for idx in steps:
-        loss, g = rep.loss_and_grad(w, take(x, idx), take(y, idx))
+        loss, g = step_grad(w, idx)
         w, velocity = sgd_step(w, g, velocity, lr, momentum)
         total = total + loss
     return TrainState(w, velocity, total / len(steps))
@@ -125,9 +128,9 @@ def _train(rep, w, teachers, epochs, lr, batch_size, momentum, shuffle, generato
     check_hyperparameters(lr, batch_size, momentum, epochs)
     rep.check_weights(w)
     w = w.detach()
-    if getattr(rep, "_fast", None):  # the fused kernels: whole epochs in a particle-last layout
-        state = TrainState(*fast.train(rep, w, epochs, lr, batch_size, momentum, shuffle, generator, velocity,
-                                       source=None if teachers is None else teachers.detach()))
+    if rep.kernel is not None:  # the fused kernels: whole epochs in a particle-last layout
+        state = TrainState(*kernels.train(rep, w, epochs, lr, batch_size, momentum, shuffle, generator, velocity,
+                                          source=None if teachers is None else teachers.detach()))
         return state if return_state else state.weights
     loss = torch.full((w.shape[0],), math.nan, dtype=w.dtype, device=w.device)
     if teachers is not None:
@@ -135,16 +138,7 @@ def _train(rep, w, teachers, epochs, lr, batch_size, momentum, shuffle, generato
     for _ in range(epochs):
         if teachers is None:
             x, y = rep.samples(w)  # snapshot of the genome at the start of the epoch
-        w, velocity, loss = _train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
+        w, velocity, loss = train_epoch_steps(rep, w, x, y, lr, batch_size, momentum, shuffle, generator, velocity)
     state = TrainState(w, velocity, loss)
     return state if return_state else w
 
-
-def add_noise(w: torch.Tensor, scale: float, generator=None) -> torch.Tensor:
-    """Noise at scale s: each weight +- U(0, 1) * s, the sign chosen with probability 1/2."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
-    P, W = w.shape
-    u = uniform(generator, P, 2 * W, device=w.device).to(w.dtype)  # [P, 2W]
-    sign = torch.where(u[:, W:] < 0.5, -1.0, 1.0).to(w.dtype)
-    return w + sign * u[:, :W] * scale

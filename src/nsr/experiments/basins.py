@@ -19,9 +19,8 @@ from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, make_replicator,
                                   noise_scales, nonnegative_float, nonnegative_int, positive_int, stream)
 from nsr.experiments.fixpoint_classes import train_epochs
-from nsr.experiments.robustness import exponent, noise_label
-from nsr.fixpoints import FixpointClass, classify
-from nsr.training import add_noise
+from nsr.experiments.robustness import exponent
+from nsr.fixpoints import FixpointClass, classify, noise_label, noisy_clones
 
 BASIN_CLASSES = ("approaching", "distancing", "stationary")
 
@@ -85,9 +84,7 @@ def basins(rep, parents, scales, clones, epochs, lr, batch_size, momentum, make_
     parents_after)``: clones before ``[S, clones, F, W]`` and after training, parents after ``[F, W]``."""
     F, W = parents.shape
     S = len(scales)
-    base = parents[None, None].expand(S, clones, F, W).reshape(-1, W)  # [S * clones * F, W]
-    s = torch.tensor([float(x) for x in scales], dtype=parents.dtype).repeat_interleave(clones * F)[:, None]
-    noisy = base + add_noise(torch.zeros_like(base), 1.0, make_stream("noise", len(base))) * s
+    noisy = noisy_clones(parents, scales, clones, make_stream("noise", S * clones * F))  # [S * clones * F, W]
     pop = torch.cat([noisy, parents])  # the parents train on beside their clones
     pop = train_epochs(rep, pop, epochs, lr, batch_size, momentum, make_stream("train", len(pop)),
                        (lambda e, st: tick(1)) if tick else None)

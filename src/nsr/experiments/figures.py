@@ -100,40 +100,18 @@ def histograms(groups: dict, xlabel: str, title: str):
     return fig
 
 
-def pca_trajectories(segments: list, title: str, three_d: bool = False):
-    """Weight trajectories in a PCA-reduced weight space: ``segments`` is ``[(start generation,
-    weights [T_i, W])]``, one per particle (a respawned particle is a new one). One PCA is fitted on
-    all finite points of all trajectories; one colour per particle; a circle marks a start, a cross an
-    end. ``three_d`` adds the generation as the third axis."""
-    from sklearn.decomposition import PCA
+def pca_trajectories(times, ids, weights, title: str, three_d: bool = False):
+    """Weight trajectories in a PCA-reduced weight space, drawn by
+    ``nsr.callbacks.figures.trajectory_figures`` (one PCA fitted on all finite points; one colour per
+    particle id, so a respawned particle is a new trajectory; a circle marks a start, a cross an end):
+    ``times [N]`` generations, ``ids [N]`` particle ids, ``weights [N, W]``. ``three_d`` adds the
+    generation as the third axis. An empty figure if no point is finite."""
+    from nsr.callbacks.figures import trajectory_figures
 
-    plt = _plt()
-    allw = np.concatenate([np.asarray(w, dtype=float) for _, w in segments]) if segments else np.zeros((0, 2))
-    finite = np.isfinite(allw).all(axis=1)
-    pca = PCA(n_components=2)
-    if finite.sum() >= 2:
-        pca.fit(allw[finite])
-    fig = plt.figure(figsize=(6, 5))
-    ax = fig.add_subplot(111, projection="3d") if three_d else fig.add_subplot(111)
-    cmap = plt.get_cmap("tab20")
-    for i, (start, w) in enumerate(segments):
-        w = np.asarray(w, dtype=float)
-        ok = np.isfinite(w).all(axis=1)
-        if ok.sum() == 0 or finite.sum() < 2:
-            continue
-        xy = pca.transform(w[ok])  # [t, 2]
-        t = start + np.nonzero(ok)[0]
-        c = cmap(i % 20)
-        if three_d:
-            ax.plot(xy[:, 0], xy[:, 1], t, color=c, lw=1)
-            ax.scatter(xy[-1:, 0], xy[-1:, 1], t[-1:], color=c, marker="x", s=20)
-        else:
-            ax.plot(xy[:, 0], xy[:, 1], color=c, lw=1, alpha=0.9)
-            ax.scatter(xy[0, 0], xy[0, 1], color=c, marker="o", s=14)
-            ax.scatter(xy[-1, 0], xy[-1, 1], color=c, marker="x", s=24)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    if three_d:
-        ax.set_zlabel("generation")
-    ax.set_title(title, fontsize=10)
-    return fig
+    figs = trajectory_figures(times, ids, weights, "generation", title)
+    if figs is None:
+        plt = _plt()
+        fig = plt.figure(figsize=(6, 5))
+        fig.add_subplot(111, projection="3d" if three_d else None).set_title(title, fontsize=10)
+        return fig
+    return figs[1] if three_d else figs[0]

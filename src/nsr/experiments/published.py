@@ -1,5 +1,5 @@
 """The published numbers (Gabor et al., ALIFE 2019 / Artificial Life 2022, and the result logs
-published with the authors' code), as listed in the project's science notes."""
+published with the authors' code), as listed in docs/science.md."""
 
 # Random networks after 100 self-applications, counts of 50 (divergent, zero, nontrivial, other)
 APPLYING = {"trials": 50, "applications": 100, "counts": {

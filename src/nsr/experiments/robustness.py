@@ -17,20 +17,14 @@ from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, make_replicator, noise_scales,
                                   nonnegative_int, positive_int, stream)
 from nsr.experiments.fixpoint_classes import train_epochs
-from nsr.fixpoints import FixpointClass, classify, distance, is_fixpoint, vergence_times
-from nsr.training import add_noise
+from nsr.fixpoints import FixpointClass, classify, distance, is_fixpoint, noise_label, time_noisy_clones
+
+__all__ = ["exponent", "noise_label", "time_clones", "stats", "fmt_stats", "run_robustness"]
 
 
 def exponent(scale: float) -> int:
     """k for noise 10^-k."""
     return int(round(-math.log10(scale)))
-
-
-def noise_label(scale: float) -> str:
-    k = exponent(scale)
-    if abs(scale - 10.0 ** -k) >= 1e-3 * scale:
-        return f"{scale:g}"
-    return "1e0" if k == 0 else f"1e{-k}"
 
 
 def time_clones(rep, parents: torch.Tensor, scales, trials: int, max_steps: int, epsilon: float, generator):
@@ -44,12 +38,8 @@ def time_clones(rep, parents: torch.Tensor, scales, trials: int, max_steps: int,
     - ``*_paper``: the same counted as the published code did: the self-applications survived before
       vergence, and fixpoint checks after each self-application only (the clone itself not included).
     """
-    F, W = parents.shape
-    S = len(scales)
-    clones = parents[None, None].expand(S, trials, F, W).reshape(-1, W)  # [S * trials * F, W]
-    s = torch.tensor([float(x) for x in scales], dtype=parents.dtype).repeat_interleave(trials * F)[:, None]
-    noisy = clones + add_noise(torch.zeros_like(clones), 1.0, generator) * s  # each clone at its own scale
-    ttv, taf = vergence_times(rep, noisy, max_steps=max_steps, epsilon=epsilon)
+    F = parents.shape[0]
+    noisy, ttv, taf = time_noisy_clones(rep, parents, scales, trials, max_steps, epsilon, generator)  # [S*trials*F]
     fix0 = is_fixpoint(rep, noisy, epsilon).long()  # the clone itself still a fixpoint
     ttv_paper = torch.where(ttv < max_steps, ttv - 1, ttv)
     taf_paper = taf - fix0

@@ -1,7 +1,7 @@
 """A run folder: results.csv, results.md, PNG figures and TensorBoard logs of one experiment run.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a
-reader never sees half a table.
+Every file is written atomically (``nsr.atomic.write_atomically``: a temporary file in the same
+folder, then ``os.replace``), so a reader never sees half a table.
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import io
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from nsr.atomic import write_atomically
 
 
 def default_folder(name: str, root: str | os.PathLike = "lightning_logs/experiments") -> Path:
@@ -26,21 +27,6 @@ def default_folder(name: str, root: str | os.PathLike = "lightning_logs/experime
             return folder
         except FileExistsError:  # another run took this version at the same moment
             continue
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    mode = "w" if isinstance(data, str) else "wb"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def format_value(v) -> str:
@@ -100,7 +86,7 @@ class RunFolder:
 
     def write_text(self, filename: str, text: str) -> Path:
         p = self.path / filename
-        atomic_write(p, text)
+        write_atomically(p, lambda f: f.write(text), "w", encoding="utf-8", newline="")
         return p
 
     def write_csv(self, rows: list[dict], filename: str = "results.csv") -> Path:
@@ -117,7 +103,7 @@ class RunFolder:
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         p = self.path / f"{stem}.png"
-        atomic_write(p, buf.getvalue())
+        write_atomically(p, lambda f: f.write(buf.getvalue()))
         buf.seek(0)
         rgb = np.asarray(Image.open(buf).convert("RGB"))  # [H, W, 3]
         self.writer.add_image(f"figures/{stem}", rgb, 0, dataformats="HWC")

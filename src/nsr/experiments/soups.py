@@ -16,23 +16,24 @@ from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, architectures, bar, experiment, fmt_share,
                                   list_of, make_replicator, nonnegative_int, positive_int, probability, versus)
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, shares
-from nsr.soup import generation_step, initial_state
+from nsr.soup import ATTACKS, EVENT_COUNTS, LEARN_FROM, RESPAWNED, SoupParams, generation_step, initial_state
 
 
-def evolve_soups(rep, soups: int, size: int, generations: int, seed: int, step: dict, tick=None, record=False):
+def evolve_soups(rep, soups: int, size: int, generations: int, params: SoupParams, tick=None, record=False):
     """``soups`` independent soups of ``size`` particles evolved together as one population (partners
     are drawn within each soup: ``soup_size``), ``generations`` generations of
-    :func:`nsr.soup.generation_step` with the keyword arguments ``step``.
+    :func:`nsr.soup.generation_step` with the parameters ``params`` (seeded by ``params.seed``).
 
     Returns ``(weights [soups, size, W], events)`` and with ``record=True`` also the trajectories
     ``(weights [soups, generations + 1, size, W], ids [soups, generations + 1, size])``; ``events``
     is one dict of event counts (over all soups) per generation.
     """
-    state = initial_state(rep, soups * size, seed=seed)
+    params = params.replace(soup_size=size)
+    state = initial_state(rep, soups * size, seed=params.seed)
     tw, ti, events = [state.weights], [state.ids], []
     for _ in range(generations):
-        state, ev = generation_step(rep, state, seed=seed, soup_size=size, **step)
-        events.append({k: ev[k] for k in ("attacks", "learn_from", "respawned")})
+        state, ev = generation_step(rep, state, params)
+        events.append({k: ev[k] for k in EVENT_COUNTS})
         if record:
             tw.append(state.weights)
             ti.append(state.ids)
@@ -66,13 +67,12 @@ def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontriv
     rows, table, ys_nt, ys_zero = [], [], [], []
     with bar(args, generations * len(values), f"{tag} {arch}") as pbar:
         for i, v in enumerate(values):
-            w, events = evolve_soups(rep, args.trials, args.particles, generations, args.seed, step_for(v), pbar.update)
+            w, events = evolve_soups(rep, args.trials, args.particles, generations, step_for(v), pbar.update)
             c = classify(rep, w.reshape(-1, w.shape[-1]), args.epsilon, args.second_order).view(args.trials, -1)
             s, ps = shares(c), per_soup(c)
             row = {"architecture": arch, param: v, "soups": args.trials, "particles": args.particles, **s,
                    "nontrivial_per_soup": ps["nontrivial"], "zero_per_soup": ps["zero"],
-                   "events_attacks": sum(e.get("attacks", 0) for e in events) / args.trials,
-                   "events_learn_from": sum(e.get("learn_from", 0) for e in events) / args.trials}
+                   **{f"events_{k}": sum(e.get(k, 0) for e in events) / args.trials for k in (ATTACKS, LEARN_FROM)}}
             rows.append(row)
             folder.log_scalars(f"{tag}/{arch}", row, v)
             t_nt = pub_nontrivial[i] if pub_nontrivial is not None and i < len(pub_nontrivial) else None
@@ -122,14 +122,14 @@ def run_learn_from_soup(args, folder) -> Report:
     pub_z = [0.0 if s in pub["severities"] else None for s in sev]
 
     def step_for(s):
-        return dict(learn_from_rate=args.learn_from_rate, learn_from_severity=s, train=args.train, lr=args.lr,
-                    batch_size=args.batch_size, momentum=args.momentum, remove_divergent=args.remove_divergent,
-                    remove_zero=args.remove_zero, epsilon=args.epsilon)
+        return SoupParams(learn_from_rate=args.learn_from_rate, learn_from_severity=s, train=args.train, lr=args.lr,
+                          batch_size=args.batch_size, momentum=args.momentum, remove_divergent=args.remove_divergent,
+                          remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed)
 
     rows, table, ys, yz = _sweep(args, folder, args.architecture, "severity", sev, step_for, args.generations,
                                  pub_nt, pub_z, "learn_from_soup")
     notes = _soup_notes(args) + [
-        "The published run used sigmoid activations in its code (science notes: linear for every published run; "
+        "The published run used sigmoid activations in its code (docs/science.md: linear for every published run; "
         f"ours: {args.activation}), no self-training (train 0) and no respawning."]
     fig = figures.sweep_lines("learn_from severity (epochs)", "non-trivial fixpoints per soup", "learn_from soup",
                               {f"{args.architecture}": (sev, ys)},
@@ -173,9 +173,9 @@ def run_mixed_soup(args, folder) -> Report:
         pub_nt = [theirs[pub["trains"].index(t)] if theirs and t in pub["trains"] else None for t in trains]
 
         def step_for(t):
-            return dict(attacking_rate=args.attacking_rate, train=t, lr=args.lr, batch_size=args.batch_size,
-                        momentum=args.momentum, remove_divergent=args.remove_divergent,
-                        remove_zero=args.remove_zero, epsilon=args.epsilon)
+            return SoupParams(attacking_rate=args.attacking_rate, train=t, lr=args.lr, batch_size=args.batch_size,
+                              momentum=args.momentum, remove_divergent=args.remove_divergent,
+                              remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed)
 
         r, t, ys, _ = _sweep(args, folder, arch, "trains", trains, step_for, args.generations, pub_nt, None,
                              "mixed_soup")
@@ -212,32 +212,18 @@ def _st_args(p):
                    help="replicator of the soup (default weightwise)")
 
 
-def segments(traj: torch.Tensor, ids: torch.Tensor) -> list:
-    """Per-particle trajectories ``[(start generation, weights [T_i, W])]`` from a soup's recorded
-    weights ``[G + 1, P, W]`` and ids ``[G + 1, P]``: a respawned slot starts a new particle."""
-    out = []
-    G1, P = ids.shape
-    for p in range(P):  # a figure's few particles, not a computation over the population
-        start = 0
-        for g in range(1, G1 + 1):
-            if g == G1 or ids[g, p] != ids[start, p]:
-                out.append((start, traj[start:g, p].numpy()))
-                start = g
-    return out
-
-
 @experiment("soup_trajectories", "a soup's weight trajectories in PCA space; classes at the end", _st_args)
 def run_soup_trajectories(args, folder) -> Report:
     """A soup of particles that attack each other and self-train, dead ones respawned; its weight
     trajectories in a PCA-reduced weight space (2D, and 3D with time) and its classes at the end."""
     pub = published.SOUP
     rep = make_replicator(args.architecture, args)
-    step = dict(attacking_rate=args.attacking_rate, learn_from_rate=args.learn_from_rate,
-                learn_from_severity=args.learn_from_severity, train=args.train, lr=args.lr,
-                batch_size=args.batch_size, momentum=args.momentum, remove_divergent=not args.keep_divergent,
-                remove_zero=not args.keep_zero, epsilon=args.epsilon)
+    params = SoupParams(attacking_rate=args.attacking_rate, learn_from_rate=args.learn_from_rate,
+                        learn_from_severity=args.learn_from_severity, train=args.train, lr=args.lr,
+                        batch_size=args.batch_size, momentum=args.momentum, remove_divergent=not args.keep_divergent,
+                        remove_zero=not args.keep_zero, epsilon=args.epsilon, seed=args.seed)
     with bar(args, args.generations, "soup") as pbar:
-        w, events, traj, ids = evolve_soups(rep, args.trials, args.particles, args.generations, args.seed, step,
+        w, events, traj, ids = evolve_soups(rep, args.trials, args.particles, args.generations, params,
                                             pbar.update, record=True)
     S, G1, P, W = traj.shape
     flat = traj.reshape(-1, W)
@@ -250,14 +236,16 @@ def run_soup_trajectories(args, folder) -> Report:
     s, ps = shares(final), per_soup(final)
     rows = [{"soup": i, "particles": P, "generations": args.generations, **shares(final[i])} for i in range(S)]
     rows.append({"soup": "all", "particles": P, "generations": args.generations, **s,
-                 **{f"{k}_per_soup": sum(e.get(k, 0) for e in events) / S for k in ("attacks", "respawned")}})
+                 **{f"{k}_per_soup": sum(e.get(k, 0) for e in events) / S for k in (ATTACKS, RESPAWNED)}})
     n = pub["particles"]
     table = [[c, versus(ps[c], pub["counts"].get(c)), versus(s[c], pub["counts"][c] / n if c in pub["counts"] else None)]
              for c in CLASS_NAMES]
-    segs = segments(traj[0], ids[0])
-    figs = {"trajectories_pca": figures.pca_trajectories(segs, f"soup 0: {len(segs)} particle trajectories (PCA)"),
-            "trajectories_pca_3d": figures.pca_trajectories(segs, "soup 0: trajectories (PCA) over generations",
-                                                            three_d=True),
+    times0 = torch.arange(G1).repeat_interleave(P)  # [G1 * P] the generation of every recorded genome of soup 0
+    ids0, w0 = ids[0].reshape(-1), traj[0].reshape(-1, W)  # a respawned slot holds a new id: a new trajectory
+    n0 = len(torch.unique(ids0))
+    figs = {"trajectories_pca": figures.pca_trajectories(times0, ids0, w0, f"soup 0: {n0} particle trajectories (PCA)"),
+            "trajectories_pca_3d": figures.pca_trajectories(times0, ids0, w0, "soup 0: trajectories (PCA) over "
+                                                            "generations", three_d=True),
             "classes_over_generations": figures.sweep_lines(
                 "generation", "share of particles", "soup: classes per generation",
                 {c: (list(range(G1)), [shares(cls[:, g])[c] for g in range(G1)]) for c in CLASS_NAMES})}

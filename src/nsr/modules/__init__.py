@@ -1,7 +1,10 @@
-"""The LightningModules of nsr. Each exposes ``replicator``, ``epsilon``, ``population`` (this
-process's ``[P_local, W]`` genomes, detached), ``gather_population()`` (the whole ``[P, W]``) and
-``particle_ids``, which is all the callbacks in ``nsr.callbacks`` rely on."""
+"""The LightningModules of nsr. Both are :class:`PopulationModule` s: they expose ``replicator``,
+``epsilon``, ``population`` (this process's ``[P_local, W]`` genomes, detached),
+``gather_population()`` (the whole ``[P, W]``), ``particle_ids``, ``gather_particle_ids()``,
+``particle_loss``, ``time_unit`` and ``kind``, which is all that ``nsr.callbacks`` and ``nsr.cli``
+rely on (see :mod:`nsr.modules.population`)."""
+from nsr.modules.population import PopulationModule
 from nsr.modules.replicator import PopulationSGD, ReplicatorModule
 from nsr.modules.soup import SoupModule
 
-__all__ = ["ReplicatorModule", "PopulationSGD", "SoupModule"]
+__all__ = ["PopulationModule", "ReplicatorModule", "PopulationSGD", "SoupModule"]

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import lightning as L
 import torch
 from torch import nn
 
+from nsr.checkpoint import check_compatible
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, distance, shares
 from nsr.replicators import Replicator, Weightwise, from_config, mse
-from nsr.training import batches, check_hyperparameters, epoch_order, sgd_step, take, train_epoch
+from nsr.modules.population import PopulationModule
+from nsr.training import check_hyperparameters, sgd_step, take, train_epoch, train_epoch_steps
 
 
 class PopulationSGD(torch.optim.Optimizer):
@@ -55,8 +56,9 @@ class PopulationSGD(torch.optim.Optimizer):
         return loss
 
 
-class ReplicatorModule(L.LightningModule):
-    """P replicators of one architecture, self-training (the paper's experiment, batched).
+class ReplicatorModule(PopulationModule):
+    """P replicators of one architecture, self-training (the paper's experiment, batched). A
+    :class:`nsr.modules.PopulationModule`: particle i is network i for the whole run.
 
     Args:
         replicator: the architecture (``nsr.replicators.Weightwise``, ``Aggregating``, ``Recurrent``);
@@ -102,14 +104,12 @@ class ReplicatorModule(L.LightningModule):
         self.generator = torch.Generator().manual_seed(seed)
         w = replicator.init(population, generator=self.generator)  # [P, W]
         if init_from is not None:
-            from nsr.checkpoint import check_compatible
-
             ckpt = check_compatible(init_from, replicator, population=population)
             w = replicator.check_weights(ckpt["nsr"]["weights"].to(w.dtype), f"the weights in {init_from}")
         self.genomes = nn.Parameter(w)
         self.particle_loss = torch.full((population,), math.nan)  # [P] mean loss of the last epoch
 
-    # ---- the contract every nsr module offers its callbacks ------------------------------------
+    # ---- the PopulationModule contract ---------------------------------------------------------
     @property
     def population(self) -> torch.Tensor:
         """``[P, W]`` the genomes, detached (this process's particles: all of them)."""
@@ -157,16 +157,13 @@ class ReplicatorModule(L.LightningModule):
         self.particle_loss = loss.detach()
 
     def _data_parallel_epoch(self, x, y, lr, batch_size, momentum, shuffle, velocity):
-        """The epoch on R ranks: every global step of R * batch_size samples per particle is split
-        over the ranks, and the gradients (weighted by each rank's share) are summed across them, so
-        a step is exactly one step on all R * batch_size samples."""
+        """The epoch on R ranks: :func:`nsr.training.train_epoch_steps` with every global step of
+        R * batch_size samples per particle split over the ranks, and the gradients (weighted by
+        each rank's share) summed across them, so a step is exactly one step on all R * batch_size samples."""
         R, r = self.trainer.world_size, self.trainer.global_rank
-        P, S = x.shape[0], x.shape[1]
-        order = epoch_order(P, S, shuffle and batch_size is not None and batch_size < S, self.generator, x.device)
-        w = self.population.clone()  # [P, W]
-        total = torch.zeros(P, dtype=w.dtype, device=w.device)
-        steps = batches(order, None if batch_size is None else batch_size * R)  # [P, n] per global step
-        for idx in steps:
+        P = x.shape[0]
+
+        def step_grad(w, idx):  # idx [P, n]: the global step's samples
             n = idx.shape[1]
             mine = idx[:, (r * n) // R:((r + 1) * n) // R]  # [P, n_r], this rank's share
             k = mine.shape[1]
@@ -176,9 +173,10 @@ class ReplicatorModule(L.LightningModule):
             else:
                 packed = torch.zeros(P, w.shape[1] + 1, dtype=w.dtype, device=w.device)
             packed = self.trainer.strategy.reduce(packed, reduce_op="sum") / n
-            w, velocity = sgd_step(w, packed[:, :-1], velocity, lr, momentum)
-            total += packed[:, -1]
-        return w, velocity, total / len(steps)
+            return packed[:, -1], packed[:, :-1]
+
+        return train_epoch_steps(self.replicator, self.population.clone(), x, y, lr, batch_size, momentum, shuffle,
+                                 self.generator, velocity, ranks=R, step_grad=step_grad)
 
     # ---- validation: the population as it is ----------------------------------------------------
     def validation_step(self, batch, batch_idx):
@@ -199,27 +197,17 @@ class ReplicatorModule(L.LightningModule):
     # ---- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):
         checkpoint["nsr"] = {
-            "kind": "replicator",
+            "kind": self.kind,
             "replicator": self.replicator.to_config(),
             "weights": self.gather_population().detach().cpu().clone(),  # [P, W]
             "epsilon": self.epsilon,
             "generator": self.generator.get_state(),
         }
 
-    def on_load_checkpoint(self, checkpoint):
-        from nsr.checkpoint import KINDS
+    def resume_population(self) -> int:
+        return self.genomes.shape[0]
 
-        where = f"checkpoint {self.trainer.ckpt_path}" if self._trainer is not None and self.trainer.ckpt_path else "checkpoint"
-        nsr = checkpoint.get("nsr")
-        if not isinstance(nsr, dict) or nsr.get("kind") not in KINDS:
-            raise ValueError(f"{where}: not an nsr checkpoint (no 'nsr' entry)")
-        theirs = from_config(nsr["replicator"])
-        if theirs != self.replicator:
-            raise ValueError(f"{where} holds {theirs!r}, but this run's replicator is {self.replicator!r}")
-        if nsr["kind"] != "replicator":
-            raise ValueError(f"{where} was written by a {nsr['kind']} run, this is a replicator run")
-        if nsr["weights"].shape[0] != self.genomes.shape[0]:
-            raise ValueError(f"{where} holds {nsr['weights'].shape[0]} particles, "
-                             f"but this run's population is {self.genomes.shape[0]}")
+    def on_load_checkpoint(self, checkpoint):
+        nsr = self.checked_entry(checkpoint, population=self.genomes.shape[0])
         if "generator" in nsr:
             self.generator.set_state(nsr["generator"])

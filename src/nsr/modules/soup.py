@@ -23,18 +23,14 @@ import os
 import warnings
 from typing import Optional
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
 from torch.utils.data import DataLoader, Dataset
 
-from nsr.fixpoints import check_epsilon
+from nsr.modules.population import PopulationModule
 from nsr.replicators import Replicator, Weightwise, from_config
-from nsr.soup import (Shard, SoupState, check_soup_args, gather_rows, generation_step, initial_state,
-                      shard_bounds, whole)
-
-# the soup's loader only counts generations: more workers would not help
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+from nsr.sharding import Shard, gather_rows, shard_bounds, whole
+from nsr.soup import EVENT_COUNTS, SoupParams, SoupState, generation_step, initial_state
 
 
 class GenerationSteps(Dataset):
@@ -103,8 +99,8 @@ if SoupStrategy.strategy_name not in StrategyRegistry:
     SoupStrategy.register_strategies(StrategyRegistry)
 
 
-class SoupModule(pl.LightningModule):
-    """A soup of ``size`` replicators evolving one generation per epoch (science.md, "The soup").
+class SoupModule(PopulationModule):
+    """A soup of ``size`` replicators evolving one generation per epoch (docs/science.md, "The soup").
 
     Each generation: attacks (``attacking_rate``), learning from others (``learn_from_rate``,
     ``learn_from_severity`` epochs), ``train`` epochs of self-training, and the respawn of divergent
@@ -113,11 +109,13 @@ class SoupModule(pl.LightningModule):
     and ``shuffle`` are the training hyper-parameters of ``nsr.training``; ``epsilon`` the fixpoint
     tolerance used for zero particles and by the fixpoint callbacks. ``soup_size`` splits the
     population into independent soups of that many consecutive particles (default: one soup).
+    All of them but ``size`` are validated once into ``self.params``, an :class:`nsr.soup.SoupParams`.
 
-    Exposes the nsr module contract: ``replicator``, ``epsilon``, ``population`` (this process's
-    ``[P_local, W]``), ``gather_population()`` (the whole ``[P, W]``), ``particle_ids``.
+    A :class:`nsr.modules.PopulationModule`: ``population`` is this process's ``[P_local, W]``,
+    ``gather_population()`` the whole ``[P, W]``; a respawned particle gets a new id.
     """
 
+    kind = "soup"
     time_unit = "generation"  # what one epoch is, for figures
 
     def __init__(self, replicator: Optional[Replicator] = None, size: int = 20, attacking_rate: float = 0.1,
@@ -134,23 +132,20 @@ class SoupModule(pl.LightningModule):
             raise ValueError(f"replicator must be an nsr replicator, got {type(replicator).__name__}")
         if seed is None:
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        check_soup_args(size=size, attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
-                        learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
-                        momentum=momentum, epsilon=epsilon, seed=seed, soup_size=soup_size)
-        for key, value in (("shuffle", shuffle), ("remove_divergent", remove_divergent), ("remove_zero", remove_zero)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{key} must be true or false, got {value!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be an integer >= 1, got {size!r}")
+        params = SoupParams(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
+                            learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
+                            momentum=momentum, shuffle=shuffle, remove_divergent=remove_divergent,
+                            remove_zero=remove_zero, epsilon=epsilon, seed=seed, soup_size=soup_size)
+        params.check_size(size)
         self.save_hyperparameters(ignore=["replicator"])
         self.hparams["replicator"] = replicator.to_config()
         self.hparams["seed"] = seed
         self.replicator = replicator
         self.size = size
-        self.seed = seed
-        self.epsilon = check_epsilon(epsilon)
-        self.soup_kwargs = dict(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
-                                learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
-                                momentum=momentum, shuffle=shuffle, remove_divergent=remove_divergent,
-                                remove_zero=remove_zero, epsilon=epsilon, soup_size=soup_size)
+        self.params = params
+        self.epsilon = float(epsilon)
         self.automatic_optimization = False
         # the population lives in non-persistent buffers: they follow the module to its device,
         # and checkpoints store the whole gathered population under checkpoint["nsr"] instead
@@ -164,7 +159,12 @@ class SoupModule(pl.LightningModule):
         self._version = 0  # counts state changes
         self._gathered_ids = None  # (version, LongTensor[P]) from the last gather_population()
 
-    # ---- the nsr module contract ----------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        """The seed that keys the soup's randomness (``params.seed``)."""
+        return self.params.seed
+
+    # ---- the PopulationModule contract ---------------------------------------------------------
     @property
     def population(self) -> torch.Tensor:
         """``[P_local, W]``: the genomes this process owns, detached."""
@@ -217,7 +217,7 @@ class SoupModule(pl.LightningModule):
     def particle_loss(self) -> Optional[torch.Tensor]:
         """``[P_local]`` each particle's self-training loss in the last generation; None when the
         soup does not self-train (``train: 0``), so no meaningless ``train/loss`` is logged."""
-        return self._particle_loss if self.soup_kwargs["train"] > 0 else None
+        return self._particle_loss if self.params.train > 0 else None
 
     @particle_loss.setter
     def particle_loss(self, value: torch.Tensor) -> None:
@@ -225,6 +225,8 @@ class SoupModule(pl.LightningModule):
 
     # ---- Lightning ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        # the soup's loader only counts generations: more workers would not help
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         strategy = self.trainer.strategy
         if not isinstance(strategy, (SoupStrategy, SingleDeviceStrategy)):
             raise ValueError(f"trainer.strategy: a soup is sharded over devices and cannot use "
@@ -246,7 +248,7 @@ class SoupModule(pl.LightningModule):
         return GenerationCounter()  # the genomes are updated by nsr.soup; this only counts generations
 
     def training_step(self, batch, batch_idx) -> None:
-        state, events = generation_step(self.replicator, self.state, seed=self.seed, shard=self.shard, **self.soup_kwargs)
+        state, events = generation_step(self.replicator, self.state, self.params, shard=self.shard)
         self._set_state(state)
         self.optimizers().step()  # global_step = generations
         self.particle_loss = events["particle_loss"]  # [P_local], logged as train/loss by FixpointMonitor
@@ -256,7 +258,7 @@ class SoupModule(pl.LightningModule):
         """Log the generation's events ``soup/attacks|learn_from|respawned``, counted over the whole
         soup (equal on every rank, so no reduction), with the generations done as the step, as the
         fixpoint callbacks do; they also go into ``trainer.callback_metrics`` on every rank."""
-        metrics = {f"soup/{key}": float(self.events.get(key, 0)) for key in ("attacks", "learn_from", "respawned")}
+        metrics = {f"soup/{key}": float(self.events.get(key, 0)) for key in EVENT_COUNTS}
         trainer = self.trainer
         for logger in trainer.loggers:  # loggers write on rank 0 only
             logger.log_metrics(metrics, step=self.generation)
@@ -266,25 +268,14 @@ class SoupModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         weights = self.gather_population().cpu()  # [P, W]: every process's particles
         ids = self.gather_particle_ids().cpu()
-        checkpoint["nsr"] = {"kind": "soup", "replicator": self.replicator.to_config(), "weights": weights,
+        checkpoint["nsr"] = {"kind": self.kind, "replicator": self.replicator.to_config(), "weights": weights,
                              "ids": ids, "next_id": self.next_id, "generation": self.generation,
                              "seed": self.seed, "size": self.size, "epsilon": self.epsilon}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = self._trainer
-        where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "checkpoint"
-        nsr = checkpoint.get("nsr")
-        if not isinstance(nsr, dict) or "replicator" not in nsr:
-            raise ValueError(f"{where}: not an nsr checkpoint (no 'nsr' entry)")
-        if nsr.get("kind") != "soup":
-            raise ValueError(f"{where} was written by a {nsr.get('kind')} run, this is a soup run")
-        rep = from_config(nsr["replicator"])
-        if rep != self.replicator:
-            raise ValueError(f"{where} holds {rep!r}, but this run's replicator is {self.replicator!r}")
+        nsr = self.checked_entry(checkpoint, population=self.size, population_name="model.init_args.size")
         weights, ids = nsr["weights"], nsr["ids"]
-        if weights.shape[0] != self.size:
-            raise ValueError(f"{where} holds {weights.shape[0]} particles, but model.init_args.size is {self.size}")
-        self.seed = int(nsr["seed"])  # the run goes on with the randomness it started with
+        self.params = self.params.replace(seed=int(nsr["seed"]))  # the run goes on with the randomness it started with
         self.hparams["seed"] = self.seed
         shard = self.shard
         lo, hi = shard.start, shard.stop

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from nsr.kernels import MLPKernel
 from nsr.random import uniform
-from nsr.replicators import fast
 from nsr.replicators.base import ACTIVATIONS, MLPReplicator, check_choice, check_positive_int
 
 AGGREGATORS = ("mean", "max")
@@ -37,6 +37,7 @@ class Aggregating(MLPReplicator):
         size = W // A
         self.bounds = [(c * size, (c + 1) * size if c < A - 1 else W) for c in range(A)]
         self._chunk_of = {}
+        self.kernel = MLPKernel(self.shapes, activation)  # samples: the aggregates, from self.samples
 
     @property
     def hparams(self):
@@ -68,7 +69,7 @@ class Aggregating(MLPReplicator):
         self.check_weights(a, "a")
         if a.shape[0] != b.shape[0]:
             raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return fast.forward_samples(self, a, self.aggregate(b)[:, None, :])[:, 0, :]
+        return self.kernel.forward(a, self.aggregate(b)[:, None, :])[:, 0, :]
 
     def apply(self, a, b, generator=None):
         new = self.apply_aggregates(a, b)  # [P, A]
@@ -77,6 +78,3 @@ class Aggregating(MLPReplicator):
             perm = uniform(generator, out.shape[0], out.shape[1], device=out.device).argsort(dim=1)
             out = out.gather(1, perm)
         return out
-
-    # ---- the fused kernels (nsr.replicators.fast) -----------------------------------------------
-    _num_samples = 1  # samples come from self.samples (torch computes the aggregates)

@@ -1,40 +1,19 @@
-"""What every replicator shares: the genome layout, activations, validation, the MLP kernels.
+"""What every replicator shares: the genome layout, initialisation, validation, the contract.
 
 A population is one tensor ``w`` of shape ``[P, W]``: P particles, W weights each. The genome is
-laid out layer by layer; each kernel ``[inputs, outputs]`` is flattened row-major (science.md).
+laid out layer by layer; each kernel ``[inputs, outputs]`` is flattened row-major
+(``docs/science.md``). How to write a replicator of your own: ``docs/extending.md``.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 
+from nsr import kernels as fused
+from nsr.kernels.ops import ACTIVATIONS, activate, activation_grad  # noqa: F401  (re-exported)
 from nsr.random import normal_from_uniform, uniform
-
-ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu")
-
-
-def activate(name: str, h: torch.Tensor) -> torch.Tensor:
-    """The activation ``name`` applied to pre-activations ``h``."""
-    if name == "linear":
-        return h
-    if name == "tanh":
-        return torch.tanh(h)
-    if name == "sigmoid":
-        return torch.sigmoid(h)
-    return torch.relu(h)
-
-
-def activation_grad(name: str, y: torch.Tensor) -> torch.Tensor | None:
-    """d act / d pre-activation, written in terms of the output ``y`` (None: identity)."""
-    if name == "linear":
-        return None
-    if name == "tanh":
-        return 1.0 - y * y
-    if name == "sigmoid":
-        return y * (1.0 - y)
-    return (y > 0).to(y.dtype)
-
 
 def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -52,13 +31,17 @@ class Replicator:
     """A neural network architecture whose genome is its flat weight vector.
 
     Subclasses set ``self.shapes`` (the kernels, in genome order) and ``self.recurrent`` (the
-    indices of kernels initialised orthogonally), and implement :meth:`samples`,
-    :meth:`forward` and :meth:`apply`.
+    indices of kernels initialised orthogonally), and implement :meth:`samples` and
+    :meth:`forward` in torch; that is enough to self-train (through autograd), self-apply, be
+    classified, live in soups and be checkpointed. Optional: their own :meth:`apply`, an analytic
+    :meth:`loss_and_grad`, and ``kernel``, a kernel family of :mod:`nsr.kernels` (fused
+    training and self-application). See ``docs/extending.md``.
     """
 
     shapes: list[tuple[int, int]]
     recurrent: tuple[int, ...] = ()
     activation: str = "linear"
+    kernel = None  # a kernel family (nsr.kernels) bound to this replicator, or None: autograd
 
     # ---- layout ---------------------------------------------------------------------------
     @property
@@ -127,11 +110,29 @@ class Replicator:
         raise NotImplementedError
 
     def apply(self, a: torch.Tensor, b: torch.Tensor, generator=None) -> torch.Tensor:
-        """``[P, W]``: network ``a[i]`` applied to genome ``b[i]``; ``apply(w, w)`` is self-application."""
-        raise NotImplementedError
+        """``[P, W]``: network ``a[i]`` applied to genome ``b[i]``; ``apply(w, w)`` is self-application.
+
+        The default: the outputs of ``a`` on the samples of ``b``, flattened in sample order, which
+        must be one number per genome position (as when the targets are the genome itself);
+        replicators whose outputs are not (e.g. aggregating) define their own.
+        """
+        self.check_weights(a, "a")
+        self.check_weights(b, "b")
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
+        if self.kernel is not None and self.kernel.reads_genome:
+            return fused.apply(self, a, b)
+        out = self.forward(a, self.samples(b)[0]).reshape(a.shape[0], -1)  # [P, S * outputs]
+        if out.shape[1] != self.num_weights:
+            raise ValueError(f"{type(self).__name__}: its outputs on a genome's samples are {out.shape[1]} numbers, "
+                             f"not one per weight ({self.num_weights}); define apply")
+        return out
 
     def loss_and_grad(self, w, x, y):
-        """Per-particle MSE ``[P]`` and its gradient ``[P, W]`` (autograd; subclasses may be analytic)."""
+        """Per-particle MSE ``[P]`` and its gradient ``[P, W]``: by the kernel family's hand-written
+        backpropagation where there is one (equal to autograd to float precision; tested), else autograd."""
+        if self.kernel is not None:
+            return fused.loss_and_grad(self, w, x, y)
         with torch.enable_grad():
             wv = w.detach().requires_grad_(True)
             loss = mse(self.forward(wv, x), y)  # [P]
@@ -141,12 +142,19 @@ class Replicator:
     # ---- identity ---------------------------------------------------------------------------
     @property
     def hparams(self) -> dict:
-        """The constructor arguments: enough to rebuild this replicator."""
-        raise NotImplementedError
+        """The constructor arguments: enough to rebuild this replicator. The default reads the
+        attributes named like the parameters of ``__init__``."""
+        params = inspect.signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in params if p.name != "self" and hasattr(self, p.name)
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
     @property
     def class_path(self) -> str:
-        return f"nsr.replicators.{type(self).__name__}"
+        """The import path of this replicator's class (``nsr.replicators.Weightwise`` for the built-ins)."""
+        cls = type(self)
+        if cls.__module__.startswith("nsr.replicators."):
+            return f"nsr.replicators.{cls.__qualname__}"
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def to_config(self) -> dict:
         return {"class_path": self.class_path, "init_args": dict(self.hparams)}
@@ -180,38 +188,10 @@ def _orthogonal(a: torch.Tensor) -> torch.Tensor:
 
 class MLPReplicator(Replicator):
     """A replicator whose network is a stack of dense layers (no biases), e.g. weightwise and
-    aggregating. ``forward`` and the analytic gradient live here."""
+    aggregating; its kernel family is :class:`nsr.kernels.MLPKernel`."""
 
     def forward(self, w, x):
         h = x  # [P, S, in]
         for K in self.kernels(w):
             h = activate(self.activation, torch.bmm(h, K))  # [P, S, out]
         return h
-
-    # The fused kernels of nsr.replicators.fast run every MLP replicator in a particle-last layout.
-    _fast = "mlp"
-
-    def loss_and_grad(self, w, x, y):
-        """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by hand-written backprop in
-        the particle-last layout (equal to autograd to float precision; tested)."""
-        from nsr.replicators import fast
-
-        return fast.loss_and_grad(self, w, x, y)
-
-    _native_samples = None  # "genome": the native kernels read the samples from the genome itself
-
-    @property
-    def _native_dims(self) -> list[int]:
-        """Layer widths ``[inputs, hidden..., outputs]`` for the native kernels."""
-        return [i for i, _ in self.shapes] + [self.shapes[-1][1]]
-
-    def _chunk_floats(self, batch: int) -> int:
-        """Floats per particle of the largest temporary of a training step on ``batch`` samples."""
-        return batch * max(max(i, o) for i, o in self.shapes)
-
-    def _samples_pl_from(self, x, y):
-        """Particle-first samples ``x [P, S, I]``, ``y [P, S, O]`` as input columns ``[S, 1, P]``
-        and targets ``[S, O, P]``."""
-        from nsr.replicators.fast import columns
-
-        return columns(x.permute(1, 2, 0).contiguous()), y.permute(1, 2, 0).contiguous()

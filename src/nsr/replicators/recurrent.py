@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from nsr.replicators import fast
+from nsr.kernels import RNNKernel
 from nsr.replicators.base import ACTIVATIONS, Replicator, activate, check_choice, check_positive_int
 
 
@@ -29,6 +29,7 @@ class Recurrent(Replicator):
         for i, u in zip(ins, units):
             self.shapes += [(i, u), (u, u)]
         self.recurrent = tuple(range(1, len(self.shapes), 2))
+        self.kernel = RNNKernel(self.shapes, activation)  # fused BPTT; apply reads the genome as a sequence
 
     @property
     def hparams(self):
@@ -55,42 +56,3 @@ class Recurrent(Replicator):
 
     def forward(self, w, x):
         return self._run(w, x)[-1]
-
-    def loss_and_grad(self, w, x, y):
-        """Per-particle MSE ``[P]`` and its exact gradient ``[P, W]`` by backpropagation through
-        time written out by hand, particle-last (equal to autograd to float precision; tested)."""
-        return fast.loss_and_grad(self, w, x, y)
-
-    def apply(self, a, b, generator=None):
-        self.check_weights(a, "a")
-        self.check_weights(b, "b")
-        if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return fast.apply(self, a, b)
-
-    # ---- the fused kernels (nsr.replicators.fast): particle-last sequences --------------------------
-    _fast = "rnn"
-    _native_samples = "genome"
-    _num_samples = 1
-    _apply_floats = property(lambda self: self.num_weights * 2 * self.width)
-
-    @property
-    def _native_dims(self) -> list[int]:
-        """Units of every layer (the last is 1), for the native kernels."""
-        return [o for _, o in self.shapes[0::2]]
-
-    def _chunk_floats(self, batch: int) -> int:
-        return self.num_weights * batch * max(self.width, 1) * 2
-
-    def _samples_pl(self, bT):
-        """The one sample of genomes ``bT [W, P]``: the genome as a sequence ``[T=W, 1, 1, P]``."""
-        seq = bT[:, None, None, :]
-        return seq, seq
-
-    def _samples_pl_from(self, x, y):
-        """Particle-first sequences ``x [P, S, T, F]`` as ``[T, S, F, P]`` (and the targets)."""
-        return x.permute(2, 1, 3, 0).contiguous(), y.permute(2, 1, 3, 0).contiguous()
-
-    def _apply_pl(self, aT, bT):
-        """``[W, P]``: networks ``aT [W, P]`` reading genomes ``bT [W, P]``."""
-        return fast.rnn_apply(self.shapes, self.activation, aT, self._samples_pl(bT)[0])[:, 0, 0, :]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from nsr.replicators import fast
+from nsr.kernels import MLPKernel
 from nsr.replicators.base import ACTIVATIONS, MLPReplicator, check_choice, check_positive_int
 
 
@@ -23,6 +23,7 @@ class Weightwise(MLPReplicator):
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = [(4, width)] + [(width, width)] * (depth - 1) + [(width, 1)]
         self._ids = {}
+        self.kernel = MLPKernel(self.shapes, activation, ids=self.identifiers)  # samples: (w_k, ids)
 
     @property
     def hparams(self):
@@ -50,36 +51,6 @@ class Weightwise(MLPReplicator):
     def samples(self, w):
         self.check_weights(w)
         return self.encode(w), w[:, :, None].clone()  # [P, W, 4], [P, W, 1]: copies, not views of w
-
-    def apply(self, a, b, generator=None):
-        self.check_weights(a, "a")
-        self.check_weights(b, "b")
-        if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return fast.apply(self, a, b)
-
-    # ---- the fused kernels (nsr.replicators.fast): particle-last samples ---------------------------
-    _native_samples = "genome"
-    _num_samples = property(lambda self: self.num_weights)
-    _apply_floats = property(lambda self: self.num_weights * max(self.width, 4))
-
-    def _native_ids(self) -> torch.Tensor:
-        """``[W, 3]`` float32 CPU ids for the native kernels."""
-        return self.identifiers("cpu").contiguous()
-
-    def _id_columns(self, device, dtype) -> list[torch.Tensor]:
-        """The three id columns ``[W, 1, 1]``: the same for every particle, never expanded over P."""
-        ids = self.identifiers(device).to(dtype)  # [W, 3]
-        return [ids[:, c].reshape(-1, 1, 1) for c in range(3)]
-
-    def _samples_pl(self, bT):
-        """Samples of genomes ``bT [W, P]``: input columns (w_k, then the shared ids) and targets."""
-        wk = bT[:, None, :]  # [W, 1, P]
-        return [wk] + self._id_columns(bT.device, bT.dtype), wk
-
-    def _apply_pl(self, aT, bT):
-        """``[W, P]``: networks ``aT [W, P]`` applied to genomes ``bT [W, P]``."""
-        return fast.mlp_apply(self.shapes, self.activation, aT, self._samples_pl(bT)[0])[:, 0, :]
 
     def identity_genome(self) -> torch.Tensor:
         """``[1, W]``: the hand-built fixpoint. Every kernel's [0, 0] is 1, all else 0, so the

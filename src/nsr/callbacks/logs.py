@@ -1,0 +1,64 @@
+"""What every callback needs to log: the run's TensorBoard writer, per-epoch scalars, PNG files,
+and the parts of the :class:`nsr.modules.PopulationModule` contract a duck-typed module may lack."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from nsr.atomic import write_atomically
+
+
+def second_order(pl_module) -> str:
+    """The module's second-order test (``"orbit"`` unless it says otherwise)."""
+    return getattr(pl_module, "second_order", "orbit")
+
+
+def time_unit(pl_module) -> str:
+    """What one epoch of the module is (``"epoch"`` unless it says otherwise)."""
+    return getattr(pl_module, "time_unit", "epoch")
+
+
+def gather_ids(pl_module, P: int) -> torch.Tensor:
+    """``LongTensor[P]``: the ids of the whole population (a collective for sharded modules);
+    slot numbers for a module that does not name its particles."""
+    if hasattr(pl_module, "gather_particle_ids"):
+        return pl_module.gather_particle_ids().cpu()
+    ids = getattr(pl_module, "particle_ids", None)
+    return ids.cpu() if ids is not None and ids.shape[0] == P else torch.arange(P)
+
+
+def tensorboard_writer(trainer):
+    """The TensorBoard SummaryWriter of the run on rank 0, else None."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def tensorboard_root(trainer, log_dir) -> Optional[str]:
+    """The folder to point ``tensorboard --logdir`` at."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.root_dir
+    return log_dir
+
+
+def save_figure(fig, path: str) -> None:
+    """Save a matplotlib figure as PNG, atomically."""
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
+
+
+def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str] = (), step: Optional[int] = None) -> None:
+    """Log scalars once per epoch, with the number of epochs trained as the step: straight to the
+    loggers (rank 0) in one call, and into ``trainer.callback_metrics`` (all ranks) so that
+    ``ModelCheckpoint(monitor=...)`` and ``EarlyStopping`` see them. ``pl_module.log`` would do the
+    same at about a millisecond per value and epoch, which dominates short epochs."""
+    step = trainer.current_epoch + 1 if step is None else step
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+    trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+    trainer.progress_bar_metrics.update({k: v for k, v in metrics.items() if k in prog_bar})

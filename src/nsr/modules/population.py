@@ -1,0 +1,75 @@
+"""PopulationModule: the contract every nsr LightningModule offers callbacks and the CLI.
+
+A population module holds a replicator and a population of genomes ``[P, W]`` (on several devices
+possibly sharded: each process owns ``[P_local, W]``) and exposes:
+
+- ``replicator``: the architecture (an ``nsr.replicators.Replicator``);
+- ``epsilon``: the fixpoint tolerance; ``second_order``: the second-order test (``"orbit"``);
+- ``population``: this process's genomes ``[P_local, W]``, detached;
+- ``gather_population()``: the whole ``[P, W]`` (a collective: every process calls it);
+- ``particle_ids`` ``LongTensor[P_local]`` and ``gather_particle_ids()`` ``LongTensor[P]``: which
+  particle each slot holds (a slot whose particle is replaced gets a new id);
+- ``particle_loss``: ``[P_local]`` each particle's self-training loss over the last epoch, or None
+  when the module does not self-train;
+- ``time_unit``: what one epoch is (``"epoch"``, ``"generation"``), for figures and summaries;
+- ``kind``: the ``checkpoint["nsr"]["kind"]`` it writes and resumes from, and
+  :meth:`check_checkpoint`, which the CLI calls before resuming (``--ckpt_path``).
+
+Callbacks rely on nothing else, so a duck-typed object with these attributes works as well (the
+callbacks then take the defaults above for what it lacks).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning as L
+import torch
+
+from nsr.checkpoint import check_compatible, check_entry
+
+
+class PopulationModule(L.LightningModule):
+    """Base class of ``ReplicatorModule`` and ``SoupModule``: the contract in the module docstring."""
+
+    kind: str = "replicator"
+    time_unit: str = "epoch"
+    second_order: str = "orbit"
+    replicator = None
+    epsilon: float = 1e-4
+
+    @property
+    def population(self) -> torch.Tensor:
+        """``[P_local, W]``: this process's genomes, detached."""
+        raise NotImplementedError
+
+    @property
+    def particle_ids(self) -> torch.Tensor:
+        """``LongTensor[P_local]``: the ids of this process's particles."""
+        raise NotImplementedError
+
+    def gather_population(self) -> torch.Tensor:
+        """``[P, W]``: the whole population (a collective)."""
+        raise NotImplementedError
+
+    def gather_particle_ids(self) -> torch.Tensor:
+        """``LongTensor[P]``: the ids of the whole population (a collective)."""
+        raise NotImplementedError
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def resume_population(self) -> Optional[int]:
+        """The population size a checkpoint must hold to resume this run (None: checked on load)."""
+        return None
+
+    def check_checkpoint(self, path) -> dict:
+        """Raise a one-line ``ValueError`` unless the checkpoint at ``path`` can resume this run
+        (same architecture, same kind of module, same population size). Returns the checkpoint."""
+        return check_compatible(path, self.replicator, kind=self.kind, population=self.resume_population())
+
+    def checked_entry(self, checkpoint: dict, population: Optional[int] = None,
+                      population_name: str = "this run's population") -> dict:
+        """``checkpoint["nsr"]`` after checking that it fits this run (``on_load_checkpoint``)."""
+        trainer = self._trainer
+        where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "checkpoint"
+        nsr = checkpoint.get("nsr")
+        check_entry(nsr, where, self.replicator, self.kind, population, population_name)
+        return nsr
