@@ -49,16 +49,20 @@ def _check_tolerance(tolerance):
     return float(tolerance)
 
 
-def _hash_rows(x: torch.Tensor, tolerance: float) -> torch.Tensor:
+def _hash_rows(x: torch.Tensor, tolerance: float, chunk: int = 1 << 15) -> torch.Tensor:
     """``LongTensor[P]``: a non-negative hash of every row of ``x`` ``[P, D]`` quantised to the
-    tolerance grid; -1 for rows with a non-finite value."""
-    finite = torch.isfinite(x).all(dim=1)  # [P]
-    q = torch.round(torch.nan_to_num(x.double(), nan=0.0, posinf=0.0, neginf=0.0) / tolerance)
-    q = q.clamp(-_QMAX, _QMAX).long()  # [P, D]
+    tolerance grid; -1 for rows with a non-finite value. Blocks of ``chunk`` rows keep the
+    intermediates in cache."""
+    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     # multiply-add with fixed random odd 64-bit multipliers (wrapping), then one splitmix64 round
     mult = splitmix64(torch.arange(x.shape[1], dtype=torch.long, device=x.device) + 0x5EED) | 1  # [D]
-    h = splitmix64((q * mult).sum(dim=1))
-    return torch.where(finite, h & _KEY_MASK, torch.full_like(h, -1))
+    for lo in range(0, x.shape[0], chunk):  # over blocks of rows, not over particles
+        b = x[lo:lo + chunk]
+        finite = torch.isfinite(b).all(dim=1)  # [B]
+        q = torch.round(torch.nan_to_num(b.double(), nan=0.0, posinf=0.0, neginf=0.0) / tolerance)
+        h = splitmix64((q.clamp_(-_QMAX, _QMAX).long() * mult).sum(dim=1))  # [B]
+        out[lo:lo + chunk] = torch.where(finite, h & _KEY_MASK, torch.full_like(h, -1))
+    return out
 
 
 def genome_keys(w: torch.Tensor, tolerance: float = 1e-2) -> torch.Tensor:
