@@ -49,6 +49,11 @@ def gather_where(shard, local: torch.Tensor, index: torch.Tensor) -> torch.Tenso
     return rows[torch.searchsorted(needed.nonzero()[:, 0], index.to(local.device))]
 
 
+def _everyone(shard, local: torch.Tensor) -> torch.Tensor:
+    """The whole population's rows of ``local`` (a collective on several processes; no copy on one)."""
+    return local if shard.world == 1 else gather_rows(shard, local)
+
+
 def _write_csv(path: str, rows: list[dict]) -> None:
     if not rows:
         return
@@ -98,7 +103,7 @@ class LineageRecorder(Callback):
         ev, shard, w = pl_module.events, pl_module.shard, pl_module.population
         src, lf, dead = ev["attack_source"], ev["learn_from_source"], ev["respawn_mask"]
         # each attacked local particle's distance to its attacker's genome at the generation's start
-        everyone = gather_rows(shard, src)  # [P] (collective)
+        everyone = _everyone(shard, src)  # [P] (collective)
         attacked = (everyone >= 0).nonzero()[:, 0]
         dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
         if attacked.numel():
@@ -106,9 +111,12 @@ class LineageRecorder(Callback):
             mine = (src >= 0) & ~dead
             rows = torch.searchsorted(attacked.to(w.device), mine.nonzero()[:, 0] + shard.start)
             dist[mine] = pairwise_distance(w[mine], parents[rows]).to(dist)
-        packed = torch.stack([lf.double(), dead.double(), dist], dim=1)  # [P_local, 3]
-        allp = gather_rows(shard, packed).cpu()  # [P, 3] (collective)
-        lf_all, dead_all, dist_all = allp[:, 0].long(), allp[:, 1].bool(), allp[:, 2]
+        if shard.world == 1:
+            lf_all, dead_all, dist_all = lf.cpu(), dead.cpu(), dist.cpu()
+        else:
+            packed = torch.stack([lf.double(), dead.double(), dist], dim=1)  # [P_local, 3]
+            allp = gather_rows(shard, packed).cpu()  # [P, 3] (collective)
+            lf_all, dead_all, dist_all = allp[:, 0].long(), allp[:, 1].bool(), allp[:, 2]
         everyone = everyone.cpu()
         ids = pl_module.gather_particle_ids().cpu()
         finite = torch.isfinite(dist_all)
@@ -198,7 +206,7 @@ class SpeciesMonitor(Callback):
             keys = function_keys(pl_module.replicator, w, self._probes, self.tolerance)
         else:
             keys = genome_keys(w, self.tolerance)
-        return gather_rows(shard, keys).cpu()
+        return _everyone(shard, keys).cpu()
 
     def measure(self, pl_module) -> dict[str, float]:
         """This generation's species and diversity scalars (a collective: every rank calls it)."""
