@@ -165,8 +165,8 @@ class SpeciesMonitor(Callback):
     pairs), ``soup/entropy_per_byte``, ``soup/compressed_bits_per_byte``, ``soup/higher_order_entropy``
     (genomes quantised to bytes over [-entropy_limit, entropy_limit], at most ``max_entropy_particles``
     sampled, compressed with ``codec``). At the end: a Muller plot of the ``muller_species`` most
-    abundant species (``muller.png`` and TensorBoard ``soup/muller``) and ``species.csv``. The
-    whole population counts as one soup."""
+    abundant species (``muller.png`` and TensorBoard ``soup/muller``) and ``species.csv``. Species
+    unseen for more than ``forget_after`` records lose their id. The whole population counts as one soup."""
 
     def __init__(self, by: str = "genome", tolerance: float = 1e-2, every_n_epochs: int = 1, max_pairs: int = 4096,
                  max_entropy_particles: int = 16384, entropy_limit: float = 2.0, codec: str = "zlib",
