@@ -3,5 +3,6 @@ process's ``[P_local, W]`` genomes, detached), ``gather_population()`` (the whol
 ``particle_ids``, which is all the callbacks in ``nsr.callbacks`` rely on."""
 from nsr.modules.replicator import PopulationSGD, ReplicatorModule
 from nsr.modules.soup import SoupModule
+from nsr.modules.task import TaskReplicatorModule
 
-__all__ = ["ReplicatorModule", "PopulationSGD", "SoupModule"]
+__all__ = ["ReplicatorModule", "PopulationSGD", "SoupModule", "TaskReplicatorModule"]
