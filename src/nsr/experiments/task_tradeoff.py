@@ -73,7 +73,7 @@ def wilson(k: int, n: int) -> tuple[float, float, float]:
     p, z = k / n, 1.96
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, c - h, c + h
+    return p, max(0.0, c - h), min(1.0, c + h)
 
 
 def replication_error(rep, w: torch.Tensor) -> torch.Tensor:
