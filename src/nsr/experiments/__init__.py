@@ -22,7 +22,7 @@ import time
 import torch
 
 from nsr.experiments.base import EXPERIMENTS, Report  # noqa: F401  (the registry)
-from nsr.experiments import fixpoint_classes, robustness, basins, soups, task_tradeoff  # noqa: F401,E402  (register the experiments)
+from nsr.experiments import fixpoint_classes, robustness, basins, soups, task_tradeoff, task_soup  # noqa: F401,E402  (register the experiments)
 from nsr.experiments.runfolder import RunFolder, markdown_table
 
 
