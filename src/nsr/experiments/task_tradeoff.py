@@ -19,7 +19,7 @@ import torch
 
 from nsr.experiments.base import (Report, add_common, batch_size, experiment, list_of, momentum, nonnegative_float,
                                   positive_int)
-from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify
+from nsr.fixpoints import CLASS_NAMES, classify, distance
 from nsr.task_replicator import PlainTaskNetwork, TaskWeightwise
 from nsr.task_training import TaskBatches, evaluate_task, task_train, train_on_task
 from nsr.tasks import TASKS, by_name
@@ -118,6 +118,7 @@ def run(args, folder) -> Report:
     w = state.weights
     classes = classify(rep, w, args.epsilon, args.second_order)
     err = replication_error(rep, w).numpy()
+    dist = distance(rep, w).numpy()  # max_i |F(w)_i - w_i|, what the fixpoint test compares with epsilon
     _, metric = evaluate_task(rep, task, w)
     metric = metric.numpy()
 
@@ -140,27 +141,29 @@ def run(args, folder) -> Report:
         fx = wilson(n["nontrivial"] + n["zero"], T)
         tm = mean_ci(metric[sl])
         solved = wilson(int(task.solves(torch.as_tensor(metric[sl])).sum()), T)
+        med_dist = float(np.median(dist[sl]))
         row = {"alpha": a, "trials": T, "replication_error_log10": le[0], "replication_error_log10_lo": le[1],
                "replication_error_log10_hi": le[2], "nontrivial": nt[0], "nontrivial_lo": nt[1], "nontrivial_hi": nt[2],
-               "fixpoint": fx[0], "fixpoint_lo": fx[1], "fixpoint_hi": fx[2],
+               "distance_median": med_dist, "fixpoint": fx[0], "fixpoint_lo": fx[1], "fixpoint_hi": fx[2],
                **{f"n_{k}": v for k, v in n.items()}, f"task_{metric_name}": tm[0], f"task_{metric_name}_lo": tm[1],
                f"task_{metric_name}_hi": tm[2], "task_solved": solved[0]}
         rows.append(row)
-        summary.append((a, le, nt, fx, tm, n))
+        summary.append((a, le, nt, fx, tm, n, med_dist))
         folder.log_scalars("task_tradeoff", {"replication_error_log10": le[0], "nontrivial": nt[0],
                                              f"task_{metric_name}": tm[0]}, step=a_i)
     # Pareto front over the alpha settings: low replication error and good task metric
     sign = -1.0 if task.higher_is_better else 1.0
     front = pareto([(s[1][0], sign * s[4][0]) for s in summary])
-    for row, (a, le, nt, fx, tm, n), f in zip(rows, summary, front):
+    for row, (a, le, nt, fx, tm, n, md), f in zip(rows, summary, front):
         row["pareto"] = bool(f)
-        table.append([_fmt_alpha(a), fmt_ci(*le), fmt_ci(*nt, digits=2), f"{n['zero']}/{n['divergent']}/{n['other']}",
-                      fmt_ci(*tm), "yes" if f else ""])
+        table.append([_fmt_alpha(a), fmt_ci(*le), f"{md:.2g}", fmt_ci(*nt, digits=2),
+                      f"{n['zero']}/{n['divergent']}/{n['other']}", fmt_ci(*tm), "yes" if f else ""])
     rows.append({"alpha": "plain", "trials": T, f"task_{metric_name}": pm[0], f"task_{metric_name}_lo": pm[1],
                  f"task_{metric_name}_hi": pm[2]})
-    table.append(["plain network (task only)", "-", "-", "-", fmt_ci(*pm), ""])
+    table.append(["plain network (task only)", "-", "-", "-", "-", fmt_ci(*pm), ""])
 
-    headers = ["alpha", "log10 replication error [95% CI]", "non-trivial share [95% CI]", "zero/divergent/other",
+    headers = ["alpha", "log10 replication error [95% CI]", "median fixpoint distance", "non-trivial share [95% CI]",
+               "zero/divergent/other",
                f"task {metric_name} (test) [95% CI]", "Pareto"]
     verdict = _verdict(summary, pm, task, T)
     fig = _figure(summary, front, err, metric, args.alphas, T, pm, metric_name)
@@ -192,7 +195,7 @@ def _verdict(summary, pm, task, T) -> str:
     lines = [f"alpha = 0 (replication only): non-trivial share {base[2][0]:.2f}, log10 replication error "
              f"{base[1][0]:.2f}; plain network on the task alone: {task.metric_name} {pm[0]:.3f}.", ""]
     no_hind, mild, hind = [], [], []
-    for a, le, nt, fx, tm, n in summary[1:]:
+    for a, le, nt, fx, tm, n, _ in summary[1:]:
         if math.isinf(a):
             continue
         same_share = _overlap(nt, base[2])
@@ -223,7 +226,7 @@ def _figure(summary, front, err, metric, alphas, T, pm, metric_name):
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     cmap = plt.get_cmap("viridis")
-    for i, (a, le, nt, fx, tm, n) in enumerate(summary):
+    for i, (a, le, nt, fx, tm, n, _) in enumerate(summary):
         color = cmap(i / max(len(summary) - 1, 1))
         sl = slice(i * T, (i + 1) * T)
         ax.scatter(np.log10(np.maximum(err[sl], 1e-30)), metric[sl], s=8, color=color, alpha=0.35)
