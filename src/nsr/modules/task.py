@@ -25,7 +25,6 @@ import lightning as L
 import torch
 from torch import nn
 
-from nsr.callbacks import log_epoch_metrics
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon
 from nsr.modules.replicator import PopulationSGD
 from nsr.task_replicator import TaskWeightwise
@@ -152,7 +151,15 @@ class TaskReplicatorModule(L.LightningModule):
         scalars = self.task_scalars()
         if self._steps:
             scalars["task/train_loss"] = _finite_mean(self._task_loss_sum / self._steps)
-        log_epoch_metrics(self.trainer, scalars, prog_bar=(f"task/{self.task.metric_name}",))
+        # straight to the loggers, one call per epoch, with the epochs trained as the step (as the
+        # fixpoint callbacks log), and into callback_metrics for ModelCheckpoint / EarlyStopping
+        trainer = self.trainer
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.current_epoch + 1)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in scalars.items()})
+        key = f"task/{self.task.metric_name}"
+        trainer.progress_bar_metrics[key] = scalars[key]
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
