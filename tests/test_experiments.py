@@ -15,7 +15,7 @@ from nsr.random import KeyedStream
 from nsr.replicators import Weightwise
 
 ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
-       "soup_trajectories", "basins"]
+       "soup_trajectories", "basins", "task_tradeoff", "task_soup"]
 
 
 def run(tmp_path, *argv):
