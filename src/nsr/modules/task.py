@@ -14,7 +14,8 @@ with ``g = torch.Generator().manual_seed(s)``, bit for bit.
 Logged per epoch beside ``FixpointMonitor``'s ``train/loss`` (the replication loss) and
 ``fixpoint/*``: ``task/loss`` and ``task/<metric>`` (``task/accuracy`` or ``task/mse``) on the
 test split (mean over finite particles), ``task/train_loss`` (the epoch's mean task loss) and
-``task/solved`` (share of particles at the task's threshold).
+``task/solved`` (share of particles at the task's threshold); ``task/train_loss`` is NaN when every
+alpha is 0 (no task gradient is computed then).
 """
 from __future__ import annotations
 
@@ -133,8 +134,7 @@ class TaskReplicatorModule(L.LightningModule):
         self.genomes.grad = None
         opt.step()  # registers the step with Lightning (global_step)
         self.particle_loss = out.loss.detach()
-        if bool(torch.isfinite(out.task_loss).any()) or not math.isnan(float(out.task_loss[0])):
-            self._task_loss_sum = self._task_loss_sum.to(w.device) + out.task_loss
+        self._task_loss_sum = self._task_loss_sum.to(w.device) + out.task_loss  # NaN where no particle has a task
         self._steps += 1
 
     def on_train_epoch_start(self):
