@@ -183,6 +183,9 @@ def run(args, folder) -> Report:
              f"batch {'full' if args.batch_size is None else args.batch_size}, task batch {args.task_batch_size}; "
              f"{'normalised: (replication + alpha task) / (1 + alpha)' if not args.no_normalize else 'not normalised'}.",
              "Neither publication gives numbers for this setting: the claims are qualitative, so the table stands alone.",
+             f"The verdict holds at this training budget ({args.epochs} epochs): the task slows the replication's "
+             "convergence, so a longer run can turn a trade-off into kept fixpoints (docs/tasks.md: digits, 20000 "
+             "epochs).",
              "Replication error: mean over weights of (F(w)_i - w_i)^2, averaged over trials in log10; the fixpoint test "
              f"compares the largest |F(w)_i - w_i| (median shown) with epsilon {args.epsilon:g}. Time to vergence: "
              f"self-applications (up to 100) until the trained genome plus noise at scale {args.noise:g} becomes zero "
