@@ -97,8 +97,8 @@ def _attack(rep, w, seed, g, rate, soup_size):
     if not bool(live.any()):
         return w, 0
     attackers = live.nonzero()[:, 0]
-    best = torch.full((w.shape[0],), -1, dtype=torch.long).scatter_reduce(0, target[attackers], priority[attackers],
-                                                                          reduce="amax")  # [P] winner's priority
+    best = torch.full((w.shape[0],), -1, dtype=torch.long, device=w.device)
+    best = best.scatter_reduce(0, target[attackers], priority[attackers], reduce="amax")  # [P] winner's priority
     hit = (best >= 0).nonzero()[:, 0]
     winner = best[hit] & ((1 << 33) - 1)  # the attacker's index (nsr.soup's tie-break layout)
     w = w.clone()
