@@ -1,16 +1,14 @@
 """The task soup: guides, learn_from through the teacher's answers, soups independent of their batch,
 and the task_soup experiment."""
-import math
-
 import pytest
 import torch
 
+from nsr.random import KeyedStream
 from nsr.task_replicator import TaskWeightwise
 from nsr.task_soup import guide_slots, initial_task_soup, task_generation_step, teacher_answers
-from nsr.task_training import evaluate_task, task_train
+from nsr.task_training import evaluate_task
 from nsr.tasks import Digits, GaussianAddition
 from nsr.training import self_train
-from nsr.random import KeyedStream
 
 TASK = GaussianAddition(train_size=64, test_size=64)
 REP = TaskWeightwise.for_task(TASK)

@@ -35,7 +35,6 @@ how many run together (``soup_size``: many soups as one population, partners wit
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import torch
