@@ -96,3 +96,12 @@ def test_task_soup_experiment_writes_results(tmp_path):
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and "guided_solved" in rows[0]
     assert (out / "task_soup.png").stat().st_size > 0
+
+
+def test_protected_guides_only_teach():
+    state = initial_task_soup(REP, 6, guides=1, soup_size=3, seed=2)
+    new, events = task_generation_step(REP, TASK, state, seed=2, learn_from_rate=1.0, learn_from_severity=2, train=0,
+                                       soup_size=3, guides_learn_from=False)
+    assert events["learn_from"] == 4  # every non-guide learned, no guide did
+    assert torch.equal(new.weights[state.guide], state.weights[state.guide])
+    assert not torch.equal(new.weights[~state.guide], state.weights[~state.guide])

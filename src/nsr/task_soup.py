@@ -109,9 +109,11 @@ def task_generation_step(rep, task, state: TaskSoupState, *, seed: int = 0, atta
                          learn_from_rate: float = 0.1, learn_from_severity: int = 10, learn_from_alpha: float = 1.0,
                          train: int = 10, guide_alpha: float = 1.0, lr: float = 0.04, batch_size: Optional[int] = None,
                          momentum: float = 0.0, task_batch_size: int = 64, normalize: bool = True,
-                         remove_divergent: bool = True, soup_size: Optional[int] = None) -> tuple[TaskSoupState, dict]:
+                         remove_divergent: bool = True, soup_size: Optional[int] = None,
+                         guides_learn_from: bool = True) -> tuple[TaskSoupState, dict]:
     """One generation of a task soup (module docstring). Returns the new state and the events
-    ``attacks``, ``learn_from``, ``respawned`` (counts over the whole population)."""
+    ``attacks``, ``learn_from``, ``respawned`` (counts over the whole population).
+    ``guides_learn_from=False``: guides only teach (their learn_from events are dropped)."""
     P = state.weights.shape[0]
     n = _check_soup_size(P, soup_size)
     for name, rate in (("attacking_rate", attacking_rate), ("learn_from_rate", learn_from_rate)):
@@ -127,6 +129,8 @@ def task_generation_step(rep, task, state: TaskSoupState, *, seed: int = 0, atta
     # learn_from on both interfaces: the teacher's replication samples and its task answers
     learns, teacher = learn_from_assignment(P, learn_from_rate, seed, g, w.device, n)
     learns = learns & torch.isfinite(w[teacher]).all(1)  # a divergent genome does not teach
+    if not guides_learn_from:
+        learns = learns & ~state.guide
     learners = learns.nonzero()[:, 0]
     if learners.numel() and learn_from_severity > 0:
         teachers = w[teacher[learners]]  # [L, W] after the attack phase

@@ -39,6 +39,8 @@ def _arguments(parser):
                         help="weight of the teacher's task answers in learn_from (default 10)")
     parser.add_argument("--guide-alpha", type=float, default=1.0, help="the guides' task weight (default 1)")
     parser.add_argument("--attacking-rate", type=probability, default=0.0, help="attack probability (default 0)")
+    parser.add_argument("--protect-guides", action="store_true",
+                        help="guides only teach: they never learn_from others (default: they do, like everyone)")
     parser.add_argument("--record-every", type=positive_int, default=5, help="generations between records (default 5)")
 
 
@@ -65,7 +67,7 @@ def run(args, folder) -> Report:
     kw = dict(seed=args.seed, attacking_rate=args.attacking_rate, learn_from_rate=args.learn_from_rate,
               learn_from_severity=args.learn_from_severity, learn_from_alpha=args.learn_from_alpha, train=args.epochs,
               guide_alpha=args.guide_alpha, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
-              task_batch_size=args.task_batch_size, soup_size=n)
+              task_batch_size=args.task_batch_size, soup_size=n, guides_learn_from=not args.protect_guides)
 
     def record(gen):
         _, metric = evaluate_task(rep, task, state.weights)
@@ -116,7 +118,8 @@ def run(args, folder) -> Report:
              f"({args.guides} guide(s) each) as one population of {P}; learn_from rate {args.learn_from_rate}, "
              f"severity {args.learn_from_severity}, alpha {args.learn_from_alpha}; train {args.epochs} epochs per "
              f"generation (lr {args.lr}, momentum {args.momentum}), guide alpha {args.guide_alpha}; attacks "
-             f"{args.attacking_rate}. Events over the run: {events}.",
+             f"{args.attacking_rate}; guides {'only teach' if args.protect_guides else 'also learn from others'}. "
+             f"Events over the run: {events}.",
              "Shares are over the non-guide slots of each soup, averaged over soups; intervals 1.96 standard errors.",
              "The publication shows a guide spreading its task qualitatively; it gives no numbers to compare with."]
     return Report(rows=rows, headers=headers, table=table, notes=notes, figures={"task_soup": fig},
