@@ -15,7 +15,7 @@ from nsr.random import KeyedStream
 from nsr.replicators import Weightwise
 
 ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
-       "soup_trajectories", "basins", "soup_phases", "emergence", "stability", "organism"]
+       "soup_trajectories", "basins", "soup_phases", "emergence", "stability", "organism", "task_tradeoff", "task_soup"]
 
 
 def run(tmp_path, *argv):

@@ -26,27 +26,35 @@ class TaskDataModule(L.LightningDataModule):
 
     Args:
         task: a :class:`nsr.tasks.Task`, a registered name (``"digits"``, ``"gaussian_addition"``)
-            or ``{"name"|"class_path": ..., "init_args": {...}}``.
+            or ``{"name"|"class_path": ..., "init_args": {...}}``; ``None``: the task of the model
+            being fitted (its ``task`` attribute), so a config names the task once.
         batch_size: task samples per step (``None``: the whole train split).
         shuffle: a new order every epoch, drawn from a generator seeded with ``seed``.
         seed: seeds the shuffling.
     """
 
-    def __init__(self, task: Union[Task, str, dict] = "digits", batch_size: Optional[int] = 64,
+    def __init__(self, task: Union[Task, str, dict, None] = None, batch_size: Optional[int] = 64,
                  shuffle: bool = True, seed: int = 0):
         super().__init__()
-        self.task = from_config(task)
+        self.task = None if task is None else from_config(task)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be None (whole split) or an integer >= 1, got {batch_size!r}")
         if not isinstance(shuffle, bool):
             raise ValueError(f"shuffle must be a bool, got {shuffle!r}")
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.save_hyperparameters(ignore=["task"])
-        self.hparams["task"] = self.task.config()
+        # no save_hyperparameters: its keys (batch_size, seed) would clash with the model's in the logger
+
+    def _the_task(self) -> Task:
+        if self.task is None:
+            model = self.trainer.lightning_module if self.trainer is not None else None
+            if not isinstance(getattr(model, "task", None), Task):
+                raise ValueError("TaskDataModule: task is None and the model has no task")
+            self.task = model.task
+        return self.task
 
     def _loader(self, split: str, shuffle: bool):
-        x, y = self.task.data(split)
+        x, y = self._the_task().data(split)
         n = len(x) if self.batch_size is None else self.batch_size
         return DataLoader(TensorDataset(x, y), batch_size=n, shuffle=shuffle,
                           generator=self.generator if shuffle else None)
@@ -55,7 +63,7 @@ class TaskDataModule(L.LightningDataModule):
         return self._loader("train", self.shuffle)
 
     def val_dataloader(self):
-        x, y = self.task.data("test")
+        x, y = self._the_task().data("test")
         return DataLoader(TensorDataset(x, y), batch_size=len(x))
 
     def state_dict(self):

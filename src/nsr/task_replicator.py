@@ -128,4 +128,37 @@ def _norm(value: int, largest: int) -> float:
     return value / largest if largest > 0 else float(value)
 
 
-__all__ = ["TaskWeightwise", "REPLICATION_INPUTS"]
+
+
+class PlainTaskNetwork(Replicator):
+    """The task path of a :class:`TaskWeightwise` alone: a plain network ``task_inputs -> width ->
+    ... -> task_outputs`` (no biases, glorot-uniform init, no replication units), the reference a
+    task replicator is compared with. Population ``[P, W]`` as everywhere in nsr."""
+
+    def __init__(self, task_inputs: int = 2, task_outputs: int = 1, width: int = 2, depth: int = 2,
+                 activation: str = "linear"):
+        self.task_inputs = check_positive_int("task_inputs", task_inputs)
+        self.task_outputs = check_positive_int("task_outputs", task_outputs)
+        self.width = check_positive_int("width", width)
+        self.depth = check_positive_int("depth", depth)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.shapes = [(task_inputs, width)] + [(width, width)] * (depth - 1) + [(width, task_outputs)]
+
+    @property
+    def hparams(self):
+        return {"task_inputs": self.task_inputs, "task_outputs": self.task_outputs, "width": self.width,
+                "depth": self.depth, "activation": self.activation}
+
+    @property
+    def class_path(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    def task_forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``[P, B, task_outputs]`` on task inputs ``x`` ``[B, n]`` or ``[P, B, n]``."""
+        h = x
+        for K in self.kernels(w):
+            h = activate(self.activation, torch.matmul(h, K) if h.dim() == 2 else torch.bmm(h, K))
+        return h
+
+
+__all__ = ["TaskWeightwise", "PlainTaskNetwork", "REPLICATION_INPUTS"]

@@ -146,6 +146,20 @@ def task_train(rep, task, w, epochs=1, alpha=1.0, lr=0.01, batch_size=1, momentu
     return state
 
 
+def train_on_task(net, task, w, epochs=1, lr=0.01, momentum=0.0, task_batch_size: Optional[int] = 64,
+                  task_generator=None, task_batches=None) -> torch.Tensor:
+    """``[P, W]``: ``epochs`` SGD steps of networks ``w`` on the task alone, one task batch each
+    (e.g. :class:`nsr.task_replicator.PlainTaskNetwork`, the reference without replication)."""
+    check_hyperparameters(lr=lr, momentum=momentum, epochs=epochs)
+    stream = task_batches if task_batches is not None else TaskBatches(task, task_batch_size, task_generator)
+    w, velocity = w.detach(), None
+    for _ in range(epochs):
+        tx, ty = next(stream)
+        _, g = task_loss_and_grad(net, task, w, tx, ty)
+        w, velocity = sgd_step(w, g, velocity, lr, momentum)
+    return w
+
+
 def evaluate_task(rep, task, w: torch.Tensor, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-particle task loss and metric ``([P], [P])`` on a whole split (no gradient)."""
     x, y = task.data(split)
@@ -155,4 +169,5 @@ def evaluate_task(rep, task, w: torch.Tensor, split: str = "test") -> tuple[torc
 
 
 __all__ = ["TaskTrainState", "check_alpha", "task_loss_and_grad", "combine", "task_epoch", "TaskBatches",
-           "task_train", "evaluate_task"]
+           "task_train", "train_on_task",
+           "evaluate_task"]

@@ -8,5 +8,7 @@ from nsr.modules.organism import DenseModule, OrganismModule
 from nsr.modules.population import PopulationModule
 from nsr.modules.replicator import PopulationSGD, ReplicatorModule
 from nsr.modules.soup import SoupModule
+from nsr.modules.task import TaskReplicatorModule
 
-__all__ = ["PopulationModule", "ReplicatorModule", "PopulationSGD", "SoupModule", "OrganismModule", "DenseModule"]
+__all__ = ["PopulationModule", "ReplicatorModule", "PopulationSGD", "SoupModule", "OrganismModule", "DenseModule",
+           "TaskReplicatorModule"]
