@@ -7,8 +7,9 @@ is one pass over that snapshot, as in the paper.
 
 The loader yields the whole epoch as one batch ``{"x", "y", "batch_size", "shuffle"}``; the
 module's ``training_step`` runs all of its SGD steps (Lightning's per-step overhead would
-otherwise dominate a 14-step epoch of one network), drawing each particle's visiting order from
-its own generator.
+otherwise dominate a 14-step epoch of one network), drawing each particle's visiting order keyed
+by (seed, epoch, particle index). On several devices each process makes the samples of its own
+slice of the population (``module.population`` is ``[P_local, W]``).
 """
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ class SelfReplicationDataModule(L.LightningDataModule):
     """Samples generated from the model's current weights, a fresh snapshot every epoch.
 
     Args:
-        batch_size: samples per SGD step and particle (per device); 1 is the paper's setting,
-            ``None`` a full batch.
-        shuffle: visit each particle's samples in an independent random order every epoch (drawn
-            from the module's generator, so runs are reproducible and resumable).
+        batch_size: samples per SGD step and particle; 1 is the paper's setting, ``None`` a full batch.
+        shuffle: visit each particle's samples in an independent random order every epoch (keyed by
+            the module's seed, the epoch and the particle, so runs are reproducible and resumable on
+            any number of devices).
     """
 
     def __init__(self, batch_size: Optional[int] = 1, shuffle: bool = True):
