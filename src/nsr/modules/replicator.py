@@ -5,9 +5,9 @@
 
 The population ``[P, W]`` is one parameter; the loss is the sum of the particles' own losses, and
 the optimizer is elementwise, so P particles train exactly as P separate networks would. Every
-epoch's samples come from ``SelfReplicationDataModule`` (a snapshot of the genomes at the epoch's
-start); ``training_step`` runs all of the epoch's SGD steps through ``nsr.training.train_epoch``
-(the fused kernels).
+epoch is one ``training_step``: it makes the samples of a snapshot of the genomes (the epoch's
+start) and runs all of the epoch's SGD steps through ``nsr.training.train_epoch`` (the fused
+kernels), visiting the samples as ``SelfReplicationDataModule``'s batch says (batch size, shuffling).
 
 Randomness is keyed by the particle's global index (:class:`nsr.random.KeyedStream`): particle i
 starts from ``rep.init`` keyed by ``(seed, 0, i, "init")`` and visits its samples in epoch e in the
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from nsr.checkpoint import check_compatible
+from nsr.data import epoch_samples
 from nsr.fixpoints import SECOND_ORDER_TESTS, FixpointClass, check_epsilon, classify, distance
 from nsr.fixpoints import counts as class_counts
 from nsr.modules.population import PopulationModule
@@ -208,11 +209,13 @@ class ReplicatorModule(PopulationModule):
         return PopulationSGD([self.genomes], lr=self.lr, momentum=self.momentum)
 
     def training_step(self, batch, batch_idx):
-        """One epoch of self-training of this process's particles over the snapshot ``batch`` (see
-        ``SelfReplicationDataModule``), through the fused kernels, with each particle's visiting order
-        keyed by (seed, epoch, global index). The epoch counts as one optimizer step in Lightning's
-        counters (``global_step`` = epochs trained)."""
-        x, y, batch_size, shuffle = batch["x"], batch["y"], batch["batch_size"], batch["shuffle"]  # [P_local, S, ...]
+        """One epoch of self-training of this process's particles over the samples of a snapshot of
+        their genomes, visited as ``batch`` says (``SelfReplicationDataModule``: batch size, shuffling;
+        a batch that brings its own samples ``x, y`` is used as given), through the fused kernels,
+        each particle's visiting order keyed by (seed, epoch, global index). The epoch counts as one
+        optimizer step in Lightning's counters (``global_step`` = epochs trained)."""
+        x, y = (batch["x"], batch["y"]) if "x" in batch else epoch_samples(self)  # [P_local, S, ...]
+        batch_size, shuffle = batch.get("batch_size", 1), batch.get("shuffle", True)
         opt = self.optimizers()
         group, state = opt.param_groups[0], opt.optimizer.state[self.genomes]
         lo, hi = self._slice()
