@@ -2,9 +2,11 @@
 ``epsilon``, ``population`` (this process's ``[P_local, W]`` genomes, detached),
 ``gather_population()`` (the whole ``[P, W]``), ``particle_ids``, ``gather_particle_ids()``,
 ``particle_loss``, ``time_unit`` and ``kind``, which is all that ``nsr.callbacks`` and ``nsr.cli``
-rely on (see :mod:`nsr.modules.population`)."""
+rely on (see :mod:`nsr.modules.population`). On several devices both shard their population under
+:class:`PopulationStrategy` (:mod:`nsr.modules.strategy`)."""
 from nsr.modules.population import PopulationModule
 from nsr.modules.replicator import PopulationSGD, ReplicatorModule
 from nsr.modules.soup import SoupModule
+from nsr.modules.strategy import PopulationStrategy, SoupStrategy
 
-__all__ = ["PopulationModule", "ReplicatorModule", "PopulationSGD", "SoupModule"]
+__all__ = ["PopulationModule", "ReplicatorModule", "PopulationSGD", "SoupModule", "PopulationStrategy", "SoupStrategy"]
