@@ -243,10 +243,10 @@ class ReplicatorModule(PopulationModule):
                           class_counts(classes).double()])  # [4 + classes]: one all-reduce for all of them
         sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
         nan = torch.tensor(math.nan, dtype=torch.float64)
-        self.log("val/loss", sums[0] / sums[1] if sums[1] else nan, on_epoch=True, batch_size=1)
-        self.log("val/distance", sums[2] / sums[3] if sums[3] else nan, on_epoch=True, batch_size=1)
-        for c in FixpointClass:
-            self.log(f"val/{c.name.lower()}", sums[4 + int(c)] / self.size, on_epoch=True, batch_size=1)
+        values = {"val/loss": sums[0] / sums[1] if sums[1] else nan, "val/distance": sums[2] / sums[3] if sums[3] else nan}
+        values.update({f"val/{c.name.lower()}": sums[4 + int(c)] / self.size for c in FixpointClass})
+        # every rank holds the same reduced values: a max over the ranks keeps them exactly
+        self.log_dict(values, on_epoch=True, batch_size=1, sync_dist=True, reduce_fx="max")
 
     # ---- checkpoints: the whole population, whatever the device count ---------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -13,7 +13,8 @@ strategy under the name the soup configs use).
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, Strategy, StrategyRegistry
+from lightning.pytorch.trainer.states import TrainerFn
 
 from nsr.sharding import Shard, shard_bounds, whole
 
@@ -30,6 +31,16 @@ class PopulationStrategy(DDPStrategy):
 
     def configure_ddp(self) -> None:
         pass  # each rank's particles are its own: no wrapper
+
+    def _setup_model(self, model):
+        return model  # never DistributedDataParallel
+
+    def setup(self, trainer) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            return super().setup(trainer)
+        # validate/test/predict: DDPStrategy would broadcast rank 0's parameters to every rank
+        # (its replacement for the wrapper); here each rank keeps its own particles
+        Strategy.setup(self, trainer)
 
     def _configure_launcher(self) -> None:
         if self.num_nodes * self.num_processes > 1:
