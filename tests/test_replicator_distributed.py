@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import nsr_checkpoint, scalars, shrunk
+from conftest import config, nsr_checkpoint, scalars, shrunk
 
 import nsr as nsr_pkg
 from nsr.fixpoints import FixpointClass, classify
@@ -114,3 +114,13 @@ def test_init_from_fine_tunes_on_two_processes_as_on_one_with_the_same_probes(ns
     same_scalars(s_two, s_one)
     for name in ("trajectories_pca_2d.png", "robustness.png"):
         assert (two / name).is_file(), name
+
+    # `nsr validate` of the fine-tuned checkpoint on three processes measures what one process measures
+    measure = ["validate", "--config", config("weightwise"), "--model.init_args.population", P, "--trainer.accelerator",
+               "cpu", "--ckpt_path", two / "checkpoints" / "last.ckpt", *QUIET]
+    one_val = nsr(*map(str, measure))
+    assert one_val.status == 0, one_val.err
+    three_val, _ = nsr_fit(tmp_path / "three", measure, devices=3)
+    s_one, s_three = scalars(one_val.log_dir), scalars(three_val)
+    assert {k for k in s_one if k.startswith("val/")} >= {"val/loss", "val/distance", "val/nontrivial", "val/divergent"}
+    same_scalars(s_three, s_one)
