@@ -17,6 +17,7 @@ import torch
 from conftest import config, nsr_checkpoint, scalars, shrunk
 
 import nsr as nsr_pkg
+from nsr.checkpoint import read_checkpoint
 from nsr.fixpoints import FixpointClass, classify
 from nsr.modules.replicator import initial_population, keyed_self_train
 from nsr.replicators import Weightwise
@@ -114,6 +115,13 @@ def test_init_from_fine_tunes_on_two_processes_as_on_one_with_the_same_probes(ns
     same_scalars(s_two, s_one)
     for name in ("trajectories_pca_2d.png", "robustness.png"):
         assert (two / name).is_file(), name
+    recorded = [next(v for k, v in read_checkpoint(c)["callbacks"].items() if k.startswith("TrajectoryRecorder"))
+                for c in (one.last_ckpt, two / "checkpoints" / "last.ckpt")]
+    assert recorded[0].keys() == recorded[1].keys()  # the trajectories of the whole population, as on one process
+    for key, a in recorded[0].items():
+        b = recorded[1][key]
+        assert same_bits(a, b) if isinstance(a, torch.Tensor) and a.is_floating_point() else \
+            (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), key
 
     # `nsr validate` of the fine-tuned checkpoint on three processes measures what one process measures
     measure = ["validate", "--config", config("weightwise"), "--model.init_args.population", P, "--trainer.accelerator",
