@@ -85,10 +85,9 @@ def check_sharding_strategy(strategy, what: str,
     ``use`` the strategy to name instead."""
     if isinstance(strategy, (PopulationStrategy, SingleDeviceStrategy)):
         return
-    name = getattr(strategy, "strategy_name", None) or type(strategy).__name__
-    raise ValueError(f"trainer.strategy: {what} is sharded over devices, each rank training its own particles; "
-                     f"{name} ({type(strategy).__name__}) would broadcast rank 0's particles and average the "
-                     f"gradients of different particles: use {use}")
+    raise ValueError(f"trainer.strategy: {type(strategy).__name__} would broadcast rank 0's particles and average the "
+                     f"gradients of different particles, but {what} is sharded over devices, each rank training its "
+                     f"own particles: use {use}")
 
 
 def population_shard(trainer, size: int) -> Shard:
