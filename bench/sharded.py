@@ -105,9 +105,6 @@ def worker(args) -> None:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.train.append(time.perf_counter() - self.s)
 
-        def on_train_epoch_end(self, trainer, pl_module):
-            pass
-
     class EpochEnd(Callback):  # after FixpointMonitor: the epoch includes the measurement
         def on_train_epoch_end(self, trainer, pl_module):
             timer.epochs.append(time.perf_counter() - timer.t)
