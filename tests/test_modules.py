@@ -1,21 +1,19 @@
 """ReplicatorModule and SelfReplicationDataModule: a Lightning run is the paper's self-training,
-bit for bit; it is deterministic, resumes exactly, contains divergence, and runs data-parallel."""
+bit for bit (randomness keyed by particle index and epoch); it is deterministic, resumes exactly,
+contains divergence, and shards its population over devices (tests/test_replicator_distributed.py)."""
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT, nsr_checkpoint, scalars, shrunk
+from conftest import nsr_checkpoint, scalars, shrunk
 
 import nsr as nsr_pkg
 from nsr.checkpoint import read_checkpoint
 from nsr.data import SelfReplicationDataModule
-from nsr.fixpoints import FixpointClass, classify
 from nsr.modules import PopulationSGD, ReplicatorModule
+from nsr.modules.replicator import epoch_stream, initial_population, keyed_self_train
 from nsr.replicators import Aggregating, Weightwise
-from nsr.training import self_train, sgd_step
+from nsr.training import sgd_step
 
 
 def test_fit_is_self_train_bit_for_bit_deterministic_and_resumes_exactly(nsr):
@@ -26,9 +24,9 @@ def test_fit_is_self_train_bit_for_bit_deterministic_and_resumes_exactly(nsr):
     _, w2 = nsr_pkg.load_population(second.last_ckpt)
     assert torch.equal(w1, w2)  # same config and seed: the same population, bit for bit
 
-    rep, g = Weightwise(), torch.Generator().manual_seed(7)
-    expected = self_train(rep, rep.init(4, generator=g), epochs=4, lr=0.01, momentum=0.9, batch_size=1, generator=g)
-    assert torch.equal(w1, expected)  # the Lightning run is nsr.training's self-training
+    rep = Weightwise()
+    expected = keyed_self_train(rep, initial_population(rep, 7, 0, 4), 4, 7, lr=0.01, momentum=0.9, batch_size=1)
+    assert torch.equal(w1, expected.weights)  # the Lightning run is nsr.training's self-training, keyed streams
 
     half = nsr(*shrunk("weightwise", 4, 2, "--model.init_args.momentum", "0.9", "--model.init_args.seed", "7"))
     resumed = nsr(*args, "--ckpt_path", half.last_ckpt)  # momentum buffers and shuffling state come back
@@ -78,7 +76,7 @@ def test_module_offers_the_callback_contract_and_checks_checkpoints_it_resumes()
     assert m.population.shape == (5, 14) and not m.population.requires_grad
     assert torch.equal(m.gather_population(), m.population)
     assert m.particle_ids.tolist() == [0, 1, 2, 3, 4]
-    assert torch.equal(m.population, Weightwise().init(5, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(m.population, initial_population(Weightwise(), 1, 0, 5))
     ckpt = {}
     m.on_save_checkpoint(ckpt)
     assert ckpt["nsr"]["kind"] == "replicator" and torch.equal(ckpt["nsr"]["weights"], m.population)
@@ -114,34 +112,32 @@ def test_population_sgd_is_nsr_training_update_rule():
     assert torch.equal(p.detach(), ref)
 
 
-@pytest.mark.slow
-def test_two_process_data_parallel_fine_tuning_matches_one_device(nsr, tmp_path):
-    rep, g = Weightwise(), torch.Generator().manual_seed(0)
-    trained = self_train(rep, rep.init(6, generator=g), epochs=300, lr=0.1, momentum=0.9, batch_size=None, generator=g)
-    assert classify(rep, trained).tolist() == [2, 2, 2, 2, 2, 0]  # five fixpoints, one divergent particle
-    start = nsr(*shrunk("weightwise", 6, 1, "--model.init_args.init_from",
-                        nsr_checkpoint(tmp_path / "trained.ckpt", rep, trained)))
-    assert start.status == 0, start.err
-    tune = ["--ckpt_path", str(start.last_ckpt), "--trainer.enable_progress_bar", "false"]
-    # two ranks take one sample each per step and average: one step on two samples, as batch size 2 on one device
-    one = nsr(*shrunk("weightwise", 6, 6, "--data.init_args.batch_size", "2", *tune))
-    assert one.status == 0, one.err
-    _, w_one = nsr_pkg.load_population(one.last_ckpt)
+def test_a_particle_is_keyed_by_its_global_index_so_any_slice_trains_as_inside_the_whole():
+    rep = Weightwise()
+    whole = initial_population(rep, 3, 0, 10)  # [10, 14]
+    assert torch.equal(initial_population(rep, 3, 4, 7), whole[4:7])  # a shard's genomes are the whole's rows
+    full = keyed_self_train(rep, whole, 3, 3, lr=0.05, momentum=0.5, first_epoch=2)
+    part = keyed_self_train(rep, whole[4:7], 3, 3, lr=0.05, momentum=0.5, first_epoch=2, start=4)
+    assert torch.equal(part.weights, full.weights[4:7]) and torch.equal(part.velocity, full.velocity[4:7])
+    # epochs and seeds key different visiting orders; the same key the same order
+    orders = [epoch_stream(s, e, 0, 10).rand(14).argsort(1) for s, e in ((3, 0), (3, 1), (4, 0), (3, 0))]
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[0], orders[2]) and torch.equal(orders[0], orders[3])
 
-    out = tmp_path / "ddp"
-    script = os.path.join(os.path.dirname(sys.executable), "nsr")  # Lightning relaunches rank 1 with the same argv
-    cmd = [script if os.path.exists(script) else shutil.which("nsr"), *shrunk("weightwise", 6, 6, *tune),
-           "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.logger.init_args.save_dir", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = sorted((out / "lightning_logs").glob("version_*"))
-    assert len(runs) == 1  # logs and checkpoints from rank 0 only
-    _, w_two = nsr_pkg.load_population(runs[0] / "checkpoints" / "last.ckpt")
-    assert classify(rep, w_two).tolist() == classify(rep, w_one).tolist() == [2, 2, 2, 2, 2, 0]
-    assert torch.allclose(w_two[:5], w_one[:5], atol=1e-6) and not torch.equal(w_one[:5], trained[:5])
-    s = scalars(runs[0])
-    assert s["fixpoint/nontrivial"][-1] == (6, pytest.approx(5 / 6)) and s["fixpoint/divergent"][-1] == (6, pytest.approx(1 / 6))
+
+def test_plain_ddp_is_refused_in_one_line_naming_the_population_strategy():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from nsr.modules.strategy import PopulationStrategy
+
+    m = ReplicatorModule(population=3)
+    m._trainer = SimpleNamespace(strategy=DDPStrategy())
+    with pytest.raises(ValueError, match=r"^trainer.strategy: .*average the gradients of different particles.*'population'") as e:
+        m.setup("fit")
+    assert "\n" not in str(e.value)
+    m._trainer = SimpleNamespace(strategy=PopulationStrategy())
+    m.setup("fit")
 
 
 def test_last_ckpt_is_never_left_half_written(tmp_path):

@@ -1,14 +1,17 @@
-"""SelfReplicationDataModule: the training samples of an epoch, made from the genomes themselves.
+"""SelfReplicationDataModule: how an epoch visits the samples the genomes make of themselves.
 
-A replicator's data is its own weights. At the start of every epoch (the Trainer calls
-``train_dataloader()`` once per epoch with ``reload_dataloaders_every_n_epochs=1``, before
-``on_train_epoch_start``) the module's population is copied and turned into samples: one epoch
-is one pass over that snapshot, as in the paper.
+A replicator's data is its own weights. One epoch is one pass over the samples of a snapshot of the
+genomes taken at the epoch's start, as in the paper. The module takes that snapshot inside its
+``training_step`` (:func:`epoch_samples`): every epoch is one step that runs all of its SGD steps
+(Lightning's per-step overhead would otherwise dominate a 14-step epoch of one network), so the
+step's start is the epoch's start and nothing can be stale (a loader that made the samples would
+have to be rebuilt every epoch, ``reload_dataloaders_every_n_epochs=1``, which costs more than the
+epoch itself at the paper's size).
 
-The loader yields the whole epoch as one batch ``{"x", "y", "batch_size", "shuffle"}``; the
-module's ``training_step`` runs all of its SGD steps (Lightning's per-step overhead would
-otherwise dominate a 14-step epoch of one network), drawing each particle's visiting order from
-its own generator.
+The loader yields one batch per epoch ``{"batch_size", "shuffle"}``: how to visit the samples.
+Each particle's visiting order is keyed by (seed, epoch, particle index), so it is the same on any
+number of devices. On several devices each process makes the samples of its own slice of the
+population (``module.population`` is ``[P_local, W]``).
 """
 from __future__ import annotations
 
@@ -21,14 +24,21 @@ from torch.utils.data import DataLoader
 from nsr.training import check_hyperparameters
 
 
+def epoch_samples(module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` ``[P_local, S, ...]``: the samples of a snapshot of ``module``'s genomes (copied:
+    the parameter is updated in place during the epoch)."""
+    w = module.population.clone()
+    return module.replicator.samples(w)
+
+
 class SelfReplicationDataModule(L.LightningDataModule):
-    """Samples generated from the model's current weights, a fresh snapshot every epoch.
+    """One batch per epoch saying how the module's own samples are visited.
 
     Args:
-        batch_size: samples per SGD step and particle (per device); 1 is the paper's setting,
-            ``None`` a full batch.
-        shuffle: visit each particle's samples in an independent random order every epoch (drawn
-            from the module's generator, so runs are reproducible and resumable).
+        batch_size: samples per SGD step and particle; 1 is the paper's setting, ``None`` a full batch.
+        shuffle: visit each particle's samples in an independent random order every epoch (keyed by
+            the module's seed, the epoch and the particle, so runs are reproducible and resumable on
+            any number of devices).
     """
 
     def __init__(self, batch_size: Optional[int] = 1, shuffle: bool = True):
@@ -40,19 +50,18 @@ class SelfReplicationDataModule(L.LightningDataModule):
         self.shuffle = shuffle
         self.save_hyperparameters()
 
+    def recipe(self) -> dict:
+        """The batch of every epoch: ``{"batch_size", "shuffle"}``."""
+        return {"batch_size": self.batch_size, "shuffle": self.shuffle}
+
     def epoch(self, module) -> dict:
-        """The batch of one epoch: the samples ``x, y`` ``[P, S, ...]`` of a snapshot of the
-        module's genomes, and how to visit them (the module draws each particle's order)."""
-        w = module.population.clone()  # a snapshot: the parameter is updated in place
-        x, y = module.replicator.samples(w)
-        return {"x": x, "y": y, "batch_size": self.batch_size, "shuffle": self.shuffle}
+        """One epoch's batch with its samples made now: ``{"x", "y", "batch_size", "shuffle"}``
+        (what ``training_step`` computes at the epoch's start)."""
+        x, y = epoch_samples(module)
+        return {"x": x, "y": y, **self.recipe()}
 
     def train_dataloader(self):
-        trainer = self.trainer
-        if trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
-            raise ValueError("trainer.reload_dataloaders_every_n_epochs must be 1 with SelfReplicationDataModule "
-                             f"(samples are made from the weights every epoch), got {trainer.reload_dataloaders_every_n_epochs}")
-        return DataLoader([self.epoch(trainer.lightning_module)], batch_size=None, collate_fn=None)
+        return DataLoader([self.recipe()], batch_size=None, collate_fn=None)
 
     def val_dataloader(self):
         # validation measures the population as it is; the module builds what it needs

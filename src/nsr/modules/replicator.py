@@ -1,18 +1,25 @@
 """ReplicatorModule: a population of single replicators, self-training the Lightning way.
 
     nsr fit --config configs/weightwise.yaml
+    nsr fit --config configs/weightwise.yaml --trainer.accelerator cpu --trainer.devices 2
 
 The population ``[P, W]`` is one parameter; the loss is the sum of the particles' own losses, and
 the optimizer is elementwise, so P particles train exactly as P separate networks would. Every
-epoch's samples come from ``SelfReplicationDataModule`` (a snapshot of the genomes at the epoch's
-start); ``training_step`` runs all of the epoch's SGD steps with ``nsr.training``'s gradients and
-update rule. With a seed s and one device, a run equals
-``nsr.training.self_train(rep, rep.init(P, generator=g), epochs, lr, batch_size, momentum, generator=g)``
-with ``g = torch.Generator().manual_seed(s)``, bit for bit.
+epoch is one ``training_step``: it makes the samples of a snapshot of the genomes (the epoch's
+start) and runs all of the epoch's SGD steps through ``nsr.training.train_epoch`` (the fused
+kernels), visiting the samples as ``SelfReplicationDataModule``'s batch says (batch size, shuffling).
 
-Several devices (``--trainer.strategy ddp``) split every step's samples over the ranks
-(data-parallel, each rank batch_size samples per particle) and average the gradients, weighted by
-how many samples each rank had: a step on R devices is one step with R * batch_size samples.
+Randomness is keyed by the particle's global index (:class:`nsr.random.KeyedStream`): particle i
+starts from ``rep.init`` keyed by ``(seed, 0, i, "init")`` and visits its samples in epoch e in the
+order keyed by ``(seed, e, i, "train")``. A run with seed s therefore equals, bit for bit,
+:func:`keyed_self_train` (``self_train`` one epoch at a time with those streams), on any number of
+devices.
+
+Several devices: the population is *sharded* (``trainer.strategy: population``, named in the
+single-replicator configs, :class:`nsr.modules.strategy.PopulationStrategy`): each process owns a
+contiguous slice of the particles and trains it as one device would; only metrics, figures and
+checkpoints are gathered. Checkpoints hold the whole population (and momentum buffers) and resume
+on any device count. Plain DDP, which would average gradients of different particles, is refused.
 """
 from __future__ import annotations
 
@@ -23,10 +30,47 @@ import torch
 from torch import nn
 
 from nsr.checkpoint import check_compatible
-from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, distance, shares
-from nsr.replicators import Replicator, Weightwise, from_config, mse
+from nsr.data import epoch_samples
+from nsr.fixpoints import SECOND_ORDER_TESTS, FixpointClass, check_epsilon, classify, distance
+from nsr.fixpoints import counts as class_counts
 from nsr.modules.population import PopulationModule
-from nsr.training import check_hyperparameters, sgd_step, take, train_epoch, train_epoch_steps
+from nsr.modules.strategy import check_sharding_strategy, population_shard
+from nsr.random import KeyedStream
+from nsr.replicators import Replicator, Weightwise, from_config, mse
+from nsr.sharding import Shard, gather_rows
+from nsr.training import check_hyperparameters, self_train, sgd_step, train_epoch
+
+INIT_TAG, TRAIN_TAG = "init", "train"  # the KeyedStream tags of the initial genomes and the visiting orders
+
+
+def initial_population(rep: Replicator, seed: int, start: int, stop: int, device=None) -> torch.Tensor:
+    """``[stop - start, W]``: the initial genomes of particles ``start .. stop-1``, each keyed by
+    ``(seed, 0, global index, "init")``, so any slice equals the same rows of the whole population."""
+    idx = torch.arange(start, stop, dtype=torch.long, device=device)
+    return rep.init(stop - start, generator=KeyedStream(seed, 0, idx, INIT_TAG), device=device)
+
+
+def epoch_stream(seed: int, epoch: int, start: int, stop: int, device=None) -> KeyedStream:
+    """The random numbers of particles ``start .. stop-1`` in epoch ``epoch`` (their visiting orders),
+    keyed by ``(seed, epoch, global index, "train")``."""
+    return KeyedStream(seed, epoch, torch.arange(start, stop, dtype=torch.long, device=device), TRAIN_TAG)
+
+
+def keyed_self_train(rep: Replicator, w: torch.Tensor, epochs: int, seed: int, lr=0.01, batch_size=1,
+                     momentum: float = 0.0, shuffle: bool = True, first_epoch: int = 0, start: int = 0,
+                     velocity: Optional[torch.Tensor] = None):
+    """What :class:`ReplicatorModule` computes: ``nsr.training.self_train`` one epoch at a time,
+    epoch e drawing its visiting orders from :func:`epoch_stream` (particles ``start ..``, epochs
+    ``first_epoch ..``). Returns a :class:`nsr.training.TrainState`. A run of ``nsr fit`` with seed s
+    and P particles ends with ``keyed_self_train(rep, initial_population(rep, s, 0, P), epochs, s, ...)``.
+    """
+    P = w.shape[0]
+    state = None
+    for e in range(first_epoch, first_epoch + epochs):
+        state = self_train(rep, w, 1, lr, batch_size, momentum, shuffle, epoch_stream(seed, e, start, start + P, w.device),
+                           velocity, return_state=True)
+        w, velocity = state.weights, state.velocity
+    return state
 
 
 class PopulationSGD(torch.optim.Optimizer):
@@ -68,10 +112,11 @@ class ReplicatorModule(PopulationModule):
         momentum: SGD momentum in [0, 1).
         epsilon: fixpoint tolerance (> 0).
         second_order: ``"orbit"`` (F(F(w)) = w) or ``"same_network"`` (N_w(N_w(w)), the published code).
-        seed: seeds the initial genomes and the shuffling; the same seed gives the same run.
+        seed: keys the initial genomes and the visiting orders (by particle index and epoch); the
+            same seed gives the same run on any number of devices.
         init_from: start from the population of an nsr checkpoint (same architecture and P) instead
-            of random genomes, with fresh optimizer state and epoch counter (fine-tuning);
-            ``--ckpt_path`` instead resumes a run exactly.
+            of random genomes, with fresh optimizer state and epoch counter (fine-tuning, on any
+            number of devices); ``--ckpt_path`` instead resumes a run exactly.
     """
 
     def __init__(self, replicator: Optional[Replicator] = None, population: int = 1, lr: float = 0.01,
@@ -97,117 +142,142 @@ class ReplicatorModule(PopulationModule):
         self.automatic_optimization = False
 
         self.replicator = replicator
+        self.size = population
+        self.seed = seed
         self.epsilon = float(epsilon)
         self.second_order = second_order
         self.lr, self.momentum = lr, momentum
-        # one stream for the initial genomes, then the epochs' shuffling (as self_train would use it)
-        self.generator = torch.Generator().manual_seed(seed)
-        w = replicator.init(population, generator=self.generator)  # [P, W]
+        self.epochs_trained = 0  # keys the visiting orders of the next epoch
         if init_from is not None:
             ckpt = check_compatible(init_from, replicator, population=population)
-            w = replicator.check_weights(ckpt["nsr"]["weights"].to(w.dtype), f"the weights in {init_from}")
+            w = replicator.check_weights(ckpt["nsr"]["weights"].to(torch.float32), f"the weights in {init_from}")
+        else:
+            w = initial_population(replicator, seed, 0, population)  # [P, W]
+        # the whole population until configure_model() keeps this process's slice of it
         self.genomes = nn.Parameter(w)
-        self.particle_loss = torch.full((population,), math.nan)  # [P] mean loss of the last epoch
+        self._bounds, self._rank = (0, population), 0  # the shard bounds the parameter holds, and which slice
+        self.particle_loss = torch.full((population,), math.nan)  # [P_local] mean loss of the last epoch
 
     # ---- the PopulationModule contract ---------------------------------------------------------
     @property
+    def shard(self) -> Shard:
+        """This process's slice of the population (the whole population outside a distributed run)."""
+        return population_shard(self._trainer, self.size)
+
+    @property
     def population(self) -> torch.Tensor:
-        """``[P, W]`` the genomes, detached (this process's particles: all of them)."""
+        """``[P_local, W]`` this process's genomes, detached."""
         return self.genomes.detach()
 
     @property
     def particle_ids(self) -> torch.Tensor:
-        """``LongTensor[P]``: particle i is network i for the whole run."""
-        return torch.arange(self.genomes.shape[0], device=self.genomes.device)
+        """``LongTensor[P_local]``: the global indices of this process's particles (particle i is
+        network i for the whole run)."""
+        lo, hi = self._slice()
+        return torch.arange(lo, hi, device=self.genomes.device)
 
     def gather_population(self) -> torch.Tensor:
-        """``[P, W]`` the whole population. Data-parallel training keeps every rank's copy identical,
-        so no communication is needed."""
-        return self.population
+        """``[P, W]`` the whole population, gathered from every process (a collective)."""
+        return gather_rows(self.shard, self.population) if self._slice() != (0, self.size) else self.population
 
     def gather_particle_ids(self) -> torch.Tensor:
-        return self.particle_ids
+        """``LongTensor[P]``: ``0 .. P-1`` (no communication needed)."""
+        return torch.arange(self.size, device=self.genomes.device)
 
-    # ---- training ------------------------------------------------------------------------------
+    def _slice(self) -> tuple[int, int]:
+        """``(start, stop)``: the global indices of the particles the parameter holds."""
+        return int(self._bounds[self._rank]), int(self._bounds[self._rank + 1])
+
+    # ---- Lightning ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        check_sharding_strategy(self.trainer.strategy, "a population of replicators")
+
+    def configure_model(self) -> None:
+        """Keep this process's contiguous slice of the population (idempotent)."""
+        shard = self.shard
+        if shard.world == 1 or tuple(self._bounds) == tuple(shard.bounds):
+            return
+        if tuple(self._bounds) != (0, self.size):
+            raise ValueError(f"this module is sharded over {len(self._bounds) - 1} processes already; "
+                             f"make a new ReplicatorModule for {shard.world}")
+        with torch.no_grad():
+            self.genomes = nn.Parameter(self.genomes.detach()[shard.start:shard.stop].clone())
+        self._bounds, self._rank = tuple(shard.bounds), shard.rank
+        self.particle_loss = torch.full((shard.stop - shard.start,), math.nan)
+
     def configure_optimizers(self):
         return PopulationSGD([self.genomes], lr=self.lr, momentum=self.momentum)
 
     def training_step(self, batch, batch_idx):
-        """One epoch of self-training over the snapshot ``batch`` (see ``SelfReplicationDataModule``).
-
-        On one device the epoch is ``nsr.training.train_epoch`` (the fused kernels); on several, each
-        step's samples are split over the ranks and the gradients all-reduced. Either way the epoch
-        counts as one optimizer step in Lightning's counters (``global_step`` = epochs trained).
-        """
-        x, y, batch_size, shuffle = batch["x"], batch["y"], batch["batch_size"], batch["shuffle"]  # [P, S, ...]
+        """One epoch of self-training of this process's particles over the samples of a snapshot of
+        their genomes, visited as ``batch`` says (``SelfReplicationDataModule``: batch size, shuffling;
+        a batch that brings its own samples ``x, y`` is used as given), through the fused kernels,
+        each particle's visiting order keyed by (seed, epoch, global index). The epoch counts as one
+        optimizer step in Lightning's counters (``global_step`` = epochs trained)."""
+        x, y = (batch["x"], batch["y"]) if "x" in batch else epoch_samples(self)  # [P_local, S, ...]
+        batch_size, shuffle = batch.get("batch_size", 1), batch.get("shuffle", True)
         opt = self.optimizers()
         group, state = opt.param_groups[0], opt.optimizer.state[self.genomes]
-        if self.trainer.world_size == 1:
-            w, velocity, loss = train_epoch(self.replicator, self.population.clone(), x, y, group["lr"], batch_size,
-                                            group["momentum"], shuffle, self.generator, state.get("velocity"))
-        else:
-            w, velocity, loss = self._data_parallel_epoch(x, y, group["lr"], batch_size, group["momentum"], shuffle,
-                                                          state.get("velocity"))
+        lo, hi = self._slice()
+        stream = epoch_stream(self.seed, self.epochs_trained, lo, hi, x.device)
+        w, velocity, loss = train_epoch(self.replicator, self.population.clone(), x, y, group["lr"], batch_size,
+                                        group["momentum"], shuffle, stream, state.get("velocity"))
         with torch.no_grad():
             self.genomes.copy_(w)
         if velocity is not None:
             state["velocity"] = velocity
         self.genomes.grad = None
         opt.step()  # nothing left to apply: registers the epoch with Lightning (global_step, schedulers)
+        self.epochs_trained += 1
         self.particle_loss = loss.detach()
 
-    def _data_parallel_epoch(self, x, y, lr, batch_size, momentum, shuffle, velocity):
-        """The epoch on R ranks: :func:`nsr.training.train_epoch_steps` with every global step of
-        R * batch_size samples per particle split over the ranks, and the gradients (weighted by
-        each rank's share) summed across them, so a step is exactly one step on all R * batch_size samples."""
-        R, r = self.trainer.world_size, self.trainer.global_rank
-        P = x.shape[0]
-
-        def step_grad(w, idx):  # idx [P, n]: the global step's samples
-            n = idx.shape[1]
-            mine = idx[:, (r * n) // R:((r + 1) * n) // R]  # [P, n_r], this rank's share
-            k = mine.shape[1]
-            if k:
-                loss, grad = self.replicator.loss_and_grad(w, take(x, mine), take(y, mine))
-                packed = torch.cat([grad * k, loss[:, None] * k], dim=1)  # [P, W + 1]
-            else:
-                packed = torch.zeros(P, w.shape[1] + 1, dtype=w.dtype, device=w.device)
-            packed = self.trainer.strategy.reduce(packed, reduce_op="sum") / n
-            return packed[:, -1], packed[:, :-1]
-
-        return train_epoch_steps(self.replicator, self.population.clone(), x, y, lr, batch_size, momentum, shuffle,
-                                 self.generator, velocity, ranks=R, step_grad=step_grad)
-
-    # ---- validation: the population as it is ----------------------------------------------------
+    # ---- validation: the population as it is, reduced over ranks --------------------------------
     def validation_step(self, batch, batch_idx):
         w = self.population
         x, y = self.replicator.samples(w)
-        loss = mse(self.replicator.forward(w, x), y)  # [P]
-        finite = torch.isfinite(loss)
-        self.log("val/loss", loss[finite].mean() if bool(finite.any()) else torch.tensor(math.nan),
-                 on_epoch=True, batch_size=1)
-        d = distance(self.replicator, w)
-        finite = torch.isfinite(d)
-        self.log("val/distance", d[finite].mean() if bool(finite.any()) else torch.tensor(math.nan),
-                 on_epoch=True, batch_size=1)
+        loss = mse(self.replicator.forward(w, x), y).double()  # [P_local]
+        d = distance(self.replicator, w).double()
         classes = classify(self.replicator, w, self.epsilon, self.second_order)
-        for name, share in shares(classes).items():
-            self.log(f"val/{name}", share, on_epoch=True, batch_size=1)
+        finite_loss, finite_d = torch.isfinite(loss), torch.isfinite(d)
+        sums = torch.cat([torch.stack([loss[finite_loss].sum(), finite_loss.sum(), d[finite_d].sum(), finite_d.sum()]),
+                          class_counts(classes).double()])  # [4 + classes]: one all-reduce for all of them
+        sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        nan = torch.tensor(math.nan, dtype=torch.float64)
+        values = {"val/loss": sums[0] / sums[1] if sums[1] else nan, "val/distance": sums[2] / sums[3] if sums[3] else nan}
+        values.update({f"val/{c.name.lower()}": sums[4 + int(c)] / self.size for c in FixpointClass})
+        # every rank holds the same reduced values: a max over the ranks keeps them exactly
+        self.log_dict(values, on_epoch=True, batch_size=1, sync_dist=True, reduce_fx="max")
 
-    # ---- checkpoints ---------------------------------------------------------------------------
+    # ---- checkpoints: the whole population, whatever the device count ---------------------------
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["nsr"] = {
-            "kind": self.kind,
-            "replicator": self.replicator.to_config(),
-            "weights": self.gather_population().detach().cpu().clone(),  # [P, W]
-            "epsilon": self.epsilon,
-            "generator": self.generator.get_state(),
-        }
+        """Every process calls it (collectives): the parameter and the momentum buffers are written
+        whole, so the checkpoint resumes on any number of devices."""
+        weights = self.gather_population().detach().cpu().clone()  # [P, W]
+        checkpoint["nsr"] = {"kind": self.kind, "replicator": self.replicator.to_config(), "weights": weights,
+                             "epsilon": self.epsilon, "seed": self.seed, "epochs_trained": self.epochs_trained}
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"]["genomes"] = weights
+        for opt_state in checkpoint.get("optimizer_states", []):
+            # new dicts: the slots of a state_dict() are the optimizer's live state
+            opt_state["state"] = {k: {name: self._gather(v).cpu() if name == "velocity" else v for name, v in slot.items()}
+                                  for k, slot in opt_state.get("state", {}).items()}
+
+    def _gather(self, local: torch.Tensor) -> torch.Tensor:
+        return gather_rows(self.shard, local) if self._slice() != (0, self.size) else local
 
     def resume_population(self) -> int:
-        return self.genomes.shape[0]
+        return self.size
 
     def on_load_checkpoint(self, checkpoint):
-        nsr = self.checked_entry(checkpoint, population=self.genomes.shape[0])
-        if "generator" in nsr:
-            self.generator.set_state(nsr["generator"])
+        """Resume: this process's rows of the whole population and momentum buffers, and the epoch
+        counter that keys the next visiting orders."""
+        nsr = self.checked_entry(checkpoint, population=self.size)
+        lo, hi = self._slice()
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"]["genomes"] = nsr["weights"][lo:hi].clone()
+        for opt_state in checkpoint.get("optimizer_states", []):
+            for slot in opt_state.get("state", {}).values():
+                v = slot.get("velocity")
+                if isinstance(v, torch.Tensor) and v.shape[0] == self.size:
+                    slot["velocity"] = v[lo:hi].clone()
+        self.epochs_trained = int(nsr.get("epochs_trained", checkpoint.get("global_step", 0)))

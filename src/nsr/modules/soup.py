@@ -12,8 +12,8 @@ generates them itself: it uses manual optimization and its own step-count loader
 On several devices the population is *sharded*: each process owns a contiguous slice of the
 particles (``configure_model``), partners' genomes are gathered from the whole population, and all
 randomness is keyed by (seed, generation, global particle index), so 1 and N processes give the
-same soup. :class:`SoupStrategy` (registered as ``"soup"``) is Lightning's DDP strategy without the
-DistributedDataParallel wrapper: plain DDP would broadcast rank 0's particles to every rank and
+same soup. :class:`nsr.modules.strategy.SoupStrategy` (registered as ``"soup"``) is Lightning's DDP
+strategy without the DistributedDataParallel wrapper: plain DDP would broadcast rank 0's particles to every rank and
 average the gradients of different particles. Checkpoints hold the whole population and resume on
 any device count.
 """
@@ -24,12 +24,12 @@ import warnings
 from typing import Optional
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
 from torch.utils.data import DataLoader, Dataset
 
 from nsr.modules.population import PopulationModule
+from nsr.modules.strategy import SoupStrategy, check_sharding_strategy, population_shard  # noqa: F401 (re-exported)
 from nsr.replicators import Replicator, Weightwise, from_config
-from nsr.sharding import Shard, gather_rows, shard_bounds, whole
+from nsr.sharding import Shard, gather_rows
 from nsr.soup import EVENT_COUNTS, SoupParams, SoupState, generation_step, initial_state
 
 
@@ -57,46 +57,6 @@ class GenerationCounter(torch.optim.Optimizer):
 
     def step(self, closure=None):
         return closure() if closure is not None else None
-
-
-class SoupStrategy(DDPStrategy):
-    """DDP for a sharded population: processes, collectives and checkpoint gathering as in
-    Lightning's ``DDPStrategy``, but the module is not wrapped in ``DistributedDataParallel``, so
-    nothing broadcasts one rank's particles or averages gradients across particles. Works on one
-    device too. Use it as ``trainer.strategy: soup`` or by class path
-    ``nsr.modules.soup.SoupStrategy``."""
-
-    strategy_name = "soup"
-
-    def configure_ddp(self) -> None:
-        pass  # each rank's particles are its own: no wrapper
-
-    def _configure_launcher(self) -> None:
-        if self.num_nodes * self.num_processes > 1:
-            return super()._configure_launcher()
-        self._launcher = None  # one process: nothing to launch (and no DDP variables left in os.environ)
-
-    def setup_distributed(self) -> None:
-        if self.num_nodes * self.num_processes > 1:
-            return super().setup_distributed()
-        self.set_world_ranks()  # one process: no process group, collectives are the identity
-
-    def all_gather(self, tensor: torch.Tensor, group=None, sync_grads: bool = False) -> torch.Tensor:
-        """``[world, ...]``: ``tensor`` from every process, in rank order (no autograd)."""
-        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-            return tensor[None]
-        tensor = tensor.contiguous()
-        parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size(group))]
-        torch.distributed.all_gather(parts, tensor, group=group)
-        return torch.stack(parts)
-
-    @classmethod
-    def register_strategies(cls, strategy_registry) -> None:
-        strategy_registry.register(cls.strategy_name, cls, description="DDP processes for a sharded soup (no DDP wrapper)")
-
-
-if SoupStrategy.strategy_name not in StrategyRegistry:
-    SoupStrategy.register_strategies(StrategyRegistry)
 
 
 class SoupModule(PopulationModule):
@@ -196,12 +156,7 @@ class SoupModule(PopulationModule):
     @property
     def shard(self) -> Shard:
         """This process's slice of the population (the whole population outside a distributed run)."""
-        trainer = self._trainer
-        world = trainer.world_size if trainer is not None else 1
-        if world == 1:
-            return whole(self.size)
-        strategy = trainer.strategy
-        return Shard(shard_bounds(self.size, world), trainer.global_rank, lambda x: strategy.all_gather(x))
+        return population_shard(self._trainer, self.size)
 
     def _set_state(self, state: SoupState) -> None:
         self._version += 1
@@ -227,10 +182,7 @@ class SoupModule(PopulationModule):
     def setup(self, stage: str) -> None:
         # the soup's loader only counts generations: more workers would not help
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-        strategy = self.trainer.strategy
-        if not isinstance(strategy, (SoupStrategy, SingleDeviceStrategy)):
-            raise ValueError(f"trainer.strategy: a soup is sharded over devices and cannot use "
-                             f"{type(strategy).__name__}; use 'soup' (nsr.modules.soup.SoupStrategy)")
+        check_sharding_strategy(self.trainer.strategy, "a soup", use="'soup' (nsr.modules.strategy.SoupStrategy)")
 
     def configure_model(self) -> None:
         """Make this process's shard of generation 0 (idempotent: an existing shard is kept)."""
