@@ -58,9 +58,12 @@ from nsr.random import KeyedStream, random_indices
 from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
 from nsr.training import check_hyperparameters, learn_from, self_train
 
-__all__ = ["SoupParams", "SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
+__all__ = ["SoupParams", "SoupState", "UPDATES", "soup_bounds", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
            "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS",
            "ATTACKS", "LEARN_FROM", "RESPAWNED", "RESPAWNED_DIVERGENT", "RESPAWNED_ZERO", "EVENT_COUNTS"]
+
+# how a generation walks through the soup: phase by phase over all particles, or particle by particle
+UPDATES = ("synchronous", "sequential")
 
 # the tags of the keyed random streams, one per use
 PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
@@ -120,6 +123,9 @@ class SoupParams:
     epsilon: the fixpoint tolerance (for zero particles)
     seed: keys every random number of the soup
     soup_size: the population is independent soups of this many consecutive particles (None: one)
+    update: ``"synchronous"`` (phase by phase over the whole population, the default; it scales) or
+        ``"sequential"`` (the published order: slot by slot, each particle's attack, learn_from,
+        training and removal in turn; many soups still advance together), see :data:`UPDATES`
 
     >>> SoupParams(attacking_rate=1.5)
     Traceback (most recent call last):
@@ -140,6 +146,7 @@ class SoupParams:
     epsilon: float = 1e-4
     seed: int = 0
     soup_size: Optional[int] = None
+    update: str = "synchronous"
 
     def __post_init__(self):
         _check_rate("attacking_rate", self.attacking_rate)
@@ -153,6 +160,8 @@ class SoupParams:
             _check_bool(name, getattr(self, name))
         if self.soup_size is not None:
             _check_count("soup_size", self.soup_size, 1)
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {self.update!r}")
 
     def check_size(self, size: int) -> None:
         """Raise ``ValueError`` unless a population of ``size`` particles fits these parameters."""
@@ -293,6 +302,79 @@ def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity
     return w, events
 
 
+def soup_bounds(size: int, world: int, soup_size: Optional[int] = None) -> tuple:
+    """Shard bounds that split ``size`` particles over ``world`` processes in whole soups of
+    ``soup_size`` (balanced in soups; :func:`shard_bounds` when ``soup_size`` is None): the sharding
+    the sequential order needs, since a soup's slots are visited one after another."""
+    if soup_size is None:
+        return shard_bounds(size, world)
+    n = _soup_size(size, soup_size)
+    return tuple(b * n for b in shard_bounds(size // n, world))
+
+
+def _respawn_check(rep, w, params):
+    """``(divergent, zero)`` BoolTensors ``[P]``: the particles the respawn removes."""
+    P = w.shape[0]
+    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
+                 else torch.zeros(P, dtype=torch.bool, device=w.device))
+    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
+    return divergent, zero
+
+
+def _sequential_generation(rep, w, shard, params, g):
+    """One generation in the published order (``update="sequential"``): the slots of every soup in
+    turn, each slot's particle (in all soups at once): attack, learn_from, self-training, removal.
+
+    A partner is drawn from *all* slots of the particle's soup, itself included (an attack on itself
+    is a self-application); an attack is written at once, so later slots see it, and a particle hit
+    after its own turn ends the generation as the attack left it. Divergent genomes attack and teach
+    like any other (NaN spreads, as in the published code). Each shard must hold whole soups.
+    Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local])``, the events
+    of this process's soups; removed particles are already replaced by fresh genomes.
+    """
+    n = _soup_size(shard.size, params.soup_size)
+    lo, hi = shard.start, shard.stop
+    if lo % n or hi % n:
+        raise ValueError(f"update: 'sequential' needs whole soups per process, but rank {shard.rank} holds "
+                         f"particles {lo}..{hi - 1} and soup_size is {n}; shard with nsr.soup.soup_bounds")
+    P_local, seed, kw = hi - lo, params.seed, params.training
+    device = w.device
+    idx = torch.arange(lo, hi, dtype=torch.long, device=device)  # [P_local] global indices
+    first = idx - idx % n - lo  # [P_local] local index of each particle's slot 0
+    ua = KeyedStream(seed, g, idx, "attack").rand(2)  # [P_local, 2]: attack?, whom
+    ul = KeyedStream(seed, g, idx, "learn_from").rand(2)  # [P_local, 2]: learn?, from whom
+    attacks = ua[:, 0] < params.attacking_rate
+    target = first + random_indices(ua[:, 1], n)  # local index of the attacked particle, itself possible
+    learns = ul[:, 0] < params.learn_from_rate
+    teacher = first + random_indices(ul[:, 1], n)
+    w = w.clone()
+    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=device)
+    divergent = torch.zeros(P_local, dtype=torch.bool, device=device)
+    zero = torch.zeros_like(divergent)
+    for slot in range(n if P_local else 0):  # the only loop: over the slots of a soup
+        rows = torch.arange(slot, P_local, n, device=device)  # [soups] this slot's particle in every soup
+        a = rows[attacks[rows]]  # attackers among them
+        if a.numel():
+            t = target[a]
+            w[t] = rep.apply(w[a], w[t], generator=KeyedStream(seed, g, a + lo, "attack_apply"))  # N_a(b)
+        learner = rows[learns[rows]]
+        if learner.numel() and params.learn_from_severity > 0:
+            w[learner] = learn_from(rep, w[learner], w[teacher[learner]], epochs=params.learn_from_severity,
+                                    generator=KeyedStream(seed, g, learner + lo, "learn_from_train"), **kw)
+        if params.train > 0:
+            st = self_train(rep, w[rows], epochs=params.train, generator=KeyedStream(seed, g, rows + lo, "train"),
+                            return_state=True, **kw)
+            w[rows], loss[rows] = st.weights, st.loss
+        div, zer = _respawn_check(rep, w[rows], params)
+        dead = rows[div | zer]
+        if dead.numel():
+            w[dead] = rep.init(len(dead), generator=KeyedStream(seed, g, dead + lo, "respawn"), device=device).to(w.dtype)
+            loss[dead] = math.nan  # the slot holds a new particle, not yet trained
+            divergent[rows[div]] = True
+            zero[rows[zer]] = True
+    return w, int(attacks.sum()), int(learns.sum()), loss, divergent, zero
+
+
 def _is_zero(rep, w, epsilon):
     """``[P]`` bool: a zero fixpoint (every |w_i| < epsilon and F(w) = w within epsilon)."""
     small = (w.abs() < epsilon).all(dim=1)
@@ -340,37 +422,42 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
     seed, soup_size, kw = params.seed, params.soup_size, params.training
     w = state.weights.detach()
 
-    w, attacks = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
-    w, learned = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate, params.learn_from_severity, kw,
-                                   soup_size)
-
-    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
-    if params.train > 0 and P_local:
-        idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
-        w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
-                                return_state=True, **kw)
-
-    # respawn: divergent and (optionally) zero particles become fresh particles with new ids
-    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
-                 else torch.zeros(P_local, dtype=torch.bool, device=w.device))
-    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
+    sequential = params.update == "sequential"
+    if sequential:
+        w, attacks, learned, loss, divergent, zero = _sequential_generation(rep, w, shard, params, g)
+    else:
+        w, attacks = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
+        w, learned = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate, params.learn_from_severity,
+                                       kw, soup_size)
+        loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
+        if params.train > 0 and P_local:
+            idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
+            w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
+                                    return_state=True, **kw)
+        # respawn: divergent and (optionally) zero particles become fresh particles with new ids
+        divergent, zero = _respawn_check(rep, w, params)
     dead = divergent | zero  # [P_local]
     finite = torch.isfinite(loss)
-    stats = torch.stack([dead.sum(), divergent.sum(), zero.sum()]).to(torch.float64)
-    stats = torch.cat([stats, torch.stack([loss[finite].double().sum(), finite.sum().double()])])  # [5]
-    per_rank = shard.all_gather(stats) if shard.world > 1 else stats[None]  # [world, 5]
+    local = [attacks, learned] if sequential else [0, 0]  # synchronous counts are of the whole soup already
+    stats = torch.tensor([float(dead.sum()), float(divergent.sum()), float(zero.sum()),
+                          float(loss[finite].double().sum()), float(finite.sum())] + local, dtype=torch.float64,
+                         device=w.device)  # [7]
+    per_rank = shard.all_gather(stats) if shard.world > 1 else stats[None]  # [world, 7]
     before = int(per_rank[:shard.rank, 0].sum())  # respawned in lower ranks: ids stay global
     total = per_rank.sum(0)
+    if sequential:
+        attacks, learned = int(total[5]), int(total[6])
     ids = state.ids.clone()
     n_dead = int(dead.sum())
     if n_dead:
         where = dead.nonzero()[:, 0]
-        fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
-        w = w.clone()
-        w[where] = fresh.to(w.dtype)
+        if not sequential:  # the sequential order replaced them at their turn
+            fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
+            w = w.clone()
+            w[where] = fresh.to(w.dtype)
+            loss = loss.clone()
+            loss[where] = math.nan  # the slot holds a new particle, not yet trained
         ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
-        loss = loss.clone()
-        loss[where] = math.nan  # the slot holds a new particle, not yet trained
     events = {ATTACKS: attacks, LEARN_FROM: learned, RESPAWNED: int(total[0]),
               RESPAWNED_DIVERGENT: int(total[1]), RESPAWNED_ZERO: int(total[2]),
               "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss}
