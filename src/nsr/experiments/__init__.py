@@ -58,6 +58,12 @@ def results_markdown(name: str, command: str, report: Report, seconds: float, fo
     lines += ["## Results beside the published numbers", "", markdown_table(report.headers, report.table), ""]
     if report.extra_md:
         lines += [report.extra_md, ""]
+    if report.consistency:
+        lines += ["## Is each published number consistent with ours?", "",
+                  "Every share and mean in `results.csv` has its 95% interval (`NAME_ci_low`, `NAME_ci_high`: Wilson "
+                  "for shares, Student t for means). Below, for each published number, how probable it is if our "
+                  "measurement is the truth, given the published number of trials.", ""]
+        lines += [f"- {c}" for c in report.consistency] + [""]
     if report.notes:
         lines += ["## Differences and why", ""] + [f"- {n}" for n in report.notes] + [""]
     files = ["results.csv", "results.md"] + [f"{s}.png" for s in report.figures] + ["events.out.tfevents.* (TensorBoard)"]
