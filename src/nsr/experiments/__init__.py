@@ -23,6 +23,7 @@ import torch
 
 from nsr.experiments.base import EXPERIMENTS, Report  # noqa: F401  (the registry)
 from nsr.experiments import fixpoint_classes, robustness, basins, soups  # noqa: F401,E402  (register the experiments)
+from nsr.experiments import combined  # noqa: E402  (nsr experiment all)
 from nsr.experiments.runfolder import RunFolder, markdown_table
 
 
@@ -43,7 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     for e in EXPERIMENTS.values():
         p = sub.add_parser(e.name, help=e.help, description=e.description)
         e.add_arguments(p)
+    p = sub.add_parser("all", help="every experiment at --scale times the published trials; one combined report",
+                       description=combined.__doc__)
+    combined.add_arguments(p)
     return parser
+
+
+def experiment_parser(name: str) -> argparse.ArgumentParser:
+    """The option parser of experiment ``name`` alone."""
+    e = EXPERIMENTS[name]
+    p = ExperimentParser(prog=f"nsr experiment {name}", description=e.description)
+    e.add_arguments(p)
+    return p
 
 
 def results_markdown(name: str, command: str, report: Report, seconds: float, folder: RunFolder) -> str:
@@ -98,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "nsr experiment " + shlex.join(argv)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.exit(2, f"{parser.prog} {args.name}: error: --out {args.out!r} is a file, not a folder\n")
+    if args.name == "all":
+        try:
+            root, _ = combined.run_all(args, experiment_parser)
+        except ValueError as e:
+            parser.exit(2, f"{parser.prog} all: error: {e}\n")
+        print(f"\nreport: {root}/report.md")
+        return 0
     try:
         report, folder = run(args.name, args, command)
     except ValueError as e:  # invalid settings caught by the science layer
