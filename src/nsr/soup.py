@@ -1,7 +1,9 @@
 """The soup: an artificial chemistry of replicators, as pure functions over a population ``[P, W]``.
 
 A soup evolves in generations (docs/science.md, "The soup"). One call of :func:`generation_step` is one
-generation, four phases over the whole population:
+generation. ``SoupParams.update`` says in which order (:data:`UPDATES`).
+
+Synchronous (``update="synchronous"``, the default; it scales): four phases over the whole population:
 
 1. **attack**: each particle, with probability ``attacking_rate``, attacks a random *other*
    particle b: b's genome becomes N_a(b), particle a's network applied to b's genome. A particle
@@ -13,18 +15,16 @@ generation, four phases over the whole population:
 4. **respawn**: divergent particles (``remove_divergent``) and zero fixpoints (``remove_zero``)
    are replaced by fresh random genomes (``rep.init``) that get new particle ids.
 
-Synchronous semantics, and how they differ from the published code
-------------------------------------------------------------------
-Every phase reads the genomes *as they were at the start of that phase*: all attacks of a
-generation use the attackers' genomes before any attack, all learners see their teachers as they
-were after the attack phase. The published implementation instead walks through the particles one
-after another, each doing attack, learn_from, training and removal in turn, so particle i sees
-particles < i already updated in this generation, an attack may hit a particle that is later
-overwritten again (the last attacker wins), and the random partner may be the particle itself.
-Here partners are always other particles (a soup of one particle has no interactions), a particle
-attacked several times keeps one attacker's result chosen at random, and a divergent genome (NaN
-or inf) neither attacks nor teaches: it is inert until it is respawned, so it never changes another
-particle. The order of the phases within a generation is the published one.
+Every phase reads the genomes *as they were at the start of that phase*. Partners are always other
+particles (a soup of one particle has no interactions), and a divergent genome (NaN or inf) neither
+attacks nor teaches: it is inert until it is respawned.
+
+Sequential (``update="sequential"``, the published order of the authors' ``Soup.evolve``): the slots
+of a soup in turn, each particle doing attack, learn_from, self-training and the removal check
+before the next one moves; partners are drawn from all slots, itself included, and every change is
+written at once (:func:`_sequential_generation`). Many soups (``soup_size``) still advance together:
+slot s of every soup at once, so the only loop is over the slots of one soup. Sharded, every process
+must hold whole soups (:func:`soup_bounds`).
 
 Randomness
 ----------
@@ -387,8 +387,8 @@ def _is_zero(rep, w, epsilon):
 
 def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, *, shard: Optional[Shard] = None,
                     **kwargs) -> tuple[SoupState, dict]:
-    """One generation of the soup: attack, learn_from, self-training and respawn phases, each
-    synchronous (see the module docstring). Returns the new state and the generation's events,
+    """One generation of the soup: attack, learn_from, self-training and respawn, synchronous phases or
+    in the published sequential order (``params.update``; see the module docstring). Returns the new state and the generation's events,
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
     ``respawned_divergent`` and ``respawned_zero``) and ``loss``, the mean self-training loss of
     the finite particles (NaN without self-training); and ``particle_loss``, this process's
