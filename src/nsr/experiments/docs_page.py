@@ -7,7 +7,8 @@ INTRO = """\
 # The paper's experiments: `nsr experiment`
 
 This page is generated: `nsr experiment all --scale {scale} --docs docs/experiments.md` ran every experiment
-at {scale}x the published trials and wrote it (runtime {minutes:.1f} min on one thread). Edit the fixed text in
+at {scale}x the published trials and wrote it ({minutes:.1f} min wall clock, {cpu_minutes:.1f} min of CPU time, one
+thread). Edit the fixed text in
 `src/nsr/experiments/docs_page.py`, not here.
 
 Every experiment of Gabor et al. (ALIFE 2019, Artificial Life 2022) is one command. It prints its table
@@ -88,9 +89,9 @@ DIFFERENCES = """\
 """
 
 
-def experiments_page(report: str, scale: int, seconds: float) -> str:
+def experiments_page(report: str, scale: int, seconds: float, cpu_seconds: float) -> str:
     """The experiments page: the fixed introduction, the combined report (headings one level down), the
     differences and why."""
     body = report.split("\n", 1)[1] if report.startswith("# ") else report
     title = f"## Results at {scale}x the published trials\n"
-    return INTRO.format(scale=scale, minutes=seconds / 60) + title + body.replace("\n# ", "\n## ") + DIFFERENCES
+    return INTRO.format(scale=scale, minutes=seconds / 60, cpu_minutes=cpu_seconds / 60) + title + body.replace("\n# ", "\n## ") + DIFFERENCES
