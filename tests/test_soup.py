@@ -271,8 +271,9 @@ def published_order(rep, state, params):
                 w[t] = rep.apply(w[i:i + 1], w[t:t + 1], generator=key("attack_apply"))[0]
             if ul[0] < params.learn_from_rate:
                 t = first + min(int(ul[1] * n), n - 1)
-                w[i] = learn_from(rep, w[i:i + 1], w[t:t + 1], epochs=params.learn_from_severity,
-                                  generator=key("learn_from_train"), **params.training)[0]
+                stream = key("learn_from_train")
+                for _ in range(params.learn_from_severity):  # one-epoch fits on the partner's samples as they are now
+                    w[i] = learn_from(rep, w[i:i + 1], w[t:t + 1], epochs=1, generator=stream, **params.training)[0]
             if params.train:
                 w[i] = self_train(rep, w[i:i + 1], epochs=params.train, generator=key("train"), **params.training)[0]
             dead = not bool(torch.isfinite(w[i]).all()) and params.remove_divergent

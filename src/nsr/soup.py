@@ -328,7 +328,9 @@ def _sequential_generation(rep, w, shard, params, g):
     A partner is drawn from *all* slots of the particle's soup, itself included (an attack on itself
     is a self-application); an attack is written at once, so later slots see it, and a particle hit
     after its own turn ends the generation as the attack left it. Divergent genomes attack and teach
-    like any other (NaN spreads, as in the published code). Each shard must hold whole soups.
+    like any other (NaN spreads, as in the published code); a particle that learns from itself trains on
+    its own samples as they change, epoch by epoch (the published loop of one-epoch fits). Each shard
+    must hold whole soups.
     Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local])``, the events
     of this process's soups; removed particles are already replaced by fresh genomes.
     """
@@ -359,8 +361,13 @@ def _sequential_generation(rep, w, shard, params, g):
             w[t] = rep.apply(w[a], w[t], generator=KeyedStream(seed, g, a + lo, "attack_apply"))  # N_a(b)
         learner = rows[learns[rows]]
         if learner.numel() and params.learn_from_severity > 0:
-            w[learner] = learn_from(rep, w[learner], w[teacher[learner]], epochs=params.learn_from_severity,
-                                    generator=KeyedStream(seed, g, learner + lo, "learn_from_train"), **kw)
+            own = teacher[learner] == learner  # learning from itself: its samples follow it, epoch by epoch
+            for mine, ls in ((False, learner[~own]), (True, learner[own])):
+                if ls.numel():
+                    gen = KeyedStream(seed, g, ls + lo, "learn_from_train")
+                    w[ls] = (self_train(rep, w[ls], epochs=params.learn_from_severity, generator=gen, **kw) if mine
+                             else learn_from(rep, w[ls], w[teacher[ls]], epochs=params.learn_from_severity,
+                                             generator=gen, **kw))
         if params.train > 0:
             st = self_train(rep, w[rows], epochs=params.train, generator=KeyedStream(seed, g, rows + lo, "train"),
                             return_state=True, **kw)
