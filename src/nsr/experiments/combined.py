@@ -118,6 +118,8 @@ def run_all(args, parser_for) -> tuple[Path, str]:
         judged, ok = _consistency_counts(md)
         summary.append([label, f"`{command}`", ns.trials, f"{seconds:.0f} s", f"{cpu:.0f} s",
                         f"{ok} of {judged}" if judged else "-"])
+        if label != name:  # a variant: its own heading
+            md = md.replace(f"# {name}:", f"# {label}:", 1)
         sections.append(_demote(md) + (f"\nTrials capped: {why}.\n" if why else ""))
         print(f"{label}: {seconds:.0f} s ({cpu:.0f} s CPU), {ok} of {judged} published numbers consistent", flush=True)
     head = [f"# The paper at {args.scale}x the published trials", "",
