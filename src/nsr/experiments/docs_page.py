@@ -59,6 +59,11 @@ DIFFERENCES = """\
 
 ## Where we differ, and why
 
+Reading the consistency lines: each is one test at the 5% level, and the report makes dozens of them, so
+about one in twenty published numbers is expected to read "unlikely" by chance alone (the mixed curve's 11
+points are an example: its points were measured on 20 networks each). "Not consistent" (probability below
+0.001) is a real difference.
+
 - **Recurrent self-training and the initialiser.** The published logs were produced by standalone Keras 2
   (2.1-2.2), whose `Orthogonal` initialiser is the left SVD factor of a Gaussian matrix (numpy's
   `svd(a, full_matrices=False)`, `q = u if u.shape == shape else v`). For a 2x2 recurrent kernel that

@@ -131,8 +131,8 @@ def share_verdict(label: str, ours: float, n_ours: int, count: int, n_pub: int) 
     lo, hi = wilson(k, n_ours)
     p = binomial_p_value(int(count), int(n_pub), (k + 0.5) / (n_ours + 1))  # 0 of n is not a share of exactly 0
     return (f"{label}: published {count} of {n_pub} ({count / n_pub:.2f}); ours {ours:.3f} [{lo:.3f}, {hi:.3f}] "
-            f"of {n_ours}. If ours is the true share, {n_pub} trials give a count as unlikely as {count} (expected "
-            f"{ours * n_pub:.1f}) with probability {_fmt_p(p)}: {in_words(p)}.")
+            f"of {n_ours}. If ours is the true share, {n_pub} trials give a count as rare as {count} or rarer "
+            f"(expected {ours * n_pub:.1f}) with probability {_fmt_p(p)}: {in_words(p)}.")
 
 
 def mean_verdict(label: str, values, published: float, n_pub: int, unit: str = "") -> str:
