@@ -15,7 +15,7 @@ from nsr.random import KeyedStream
 from nsr.replicators import Weightwise
 
 ALL = ["density", "applying", "training", "mixed", "robustness", "learn_from_soup", "mixed_soup",
-       "soup_trajectories", "basins"]
+       "soup_trajectories", "basins", "soup_phases", "emergence", "stability", "organism"]
 
 
 def run(tmp_path, *argv):
@@ -244,7 +244,9 @@ def test_all_at_scale_100_runs_every_experiment_at_100x_the_published_trials():
     assert trials["soup_trajectories"] == trials["soup_trajectories_synchronous"] == 1000
     assert "--update" in runs["soup_trajectories_synchronous"][1]
     assert trials["density"] == CAPS["density"][0] and runs["density"][2]  # capped, and says why
-    assert set(EXPERIMENTS) <= set(runs)
+    from nsr.experiments.combined import PUBLISHED_TRIALS
+
+    assert set(PUBLISHED_TRIALS) <= set(runs) <= set(EXPERIMENTS) | {"soup_trajectories_synchronous"}
 
 
 def test_all_writes_one_report_and_the_experiments_page(tmp_path):
@@ -319,3 +321,24 @@ def test_run_folder_files_are_replaced_whole_with_the_usual_permissions(tmp_path
     os.umask(umask)
     assert p.read_text(encoding="utf-8") == "noise 1e\u22121\n" and (p.stat().st_mode & 0o777) == 0o666 & ~umask
     assert os.listdir(tmp_path / "run") == ["results.md"]  # no temporary file left behind
+
+
+def test_soup_phases_heatmaps_every_cell_of_the_grid(tmp_path):
+    out, rows = run(tmp_path, "soup_phases", "--trials", "3", "--particles", "4", "--generations", "3",
+                    "--rates", "0,0.5", "--trains", "0,20")
+    check_folder(out, rows, "attacking_rate", ["phases"])
+    assert [(float(r["attacking_rate"]), int(r["train"])) for r in rows] == [(0, 0), (0.5, 0), (0, 20), (0.5, 20)]
+    for r in rows:
+        assert 0 <= float(r["nontrivial_share"]) <= 1 and 1 <= float(r["species_per_soup"]) <= 4
+        assert sum(float(r[f"final_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0)
+    assert float(rows[0]["never_nontrivial"]) == 1.0  # no training, no attacks: random networks stay random
+
+
+def test_emergence_times_each_soup_until_half_of_it_is_nontrivial(tmp_path):
+    out, rows = run(tmp_path, "emergence", "--trials", "6", "--particles", "4", "--generations", "4", "--train", "40")
+    check_folder(out, rows, "soup", ["emergence"])
+    assert len(rows) == 6
+    for r in rows:
+        taken = r["takeover_generation"]
+        assert taken == "" or 0 <= int(taken) <= 4
+        assert taken != "" or float(r["final_nontrivial_share"]) < 0.5  # never taken over: below half at the end

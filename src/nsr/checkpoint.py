@@ -1,7 +1,7 @@
 """Checkpoints: reading populations back, checking compatibility, writing atomically.
 
 Every nsr LightningModule stores ``checkpoint["nsr"] = {"replicator": rep.to_config(),
-"weights": [P, W] (the whole population), "kind": "replicator" | "soup", ...}`` beside
+"weights": [P, W] (the whole population), "kind": "replicator" | "soup" | "organism", ...}`` beside
 Lightning's own entries, so any checkpoint nsr writes can be read without knowing which module
 wrote it.
 """
@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from nsr.atomic import write_atomically
 from nsr.replicators import Replicator, from_config
 
-KINDS = ("replicator", "soup")
+KINDS = ("replicator", "soup", "organism")
 
 
 def read_checkpoint(path) -> dict:
@@ -58,9 +58,9 @@ def load_population(path) -> tuple[Replicator, torch.Tensor]:
 def check_entry(nsr, where: str, replicator: Replicator, kind: Optional[str] = None,
                 population: Optional[int] = None, population_name: str = "this run's population") -> None:
     """Raise a one-line ``ValueError`` starting with ``where`` unless the checkpoint entry ``nsr``
-    (``checkpoint["nsr"]``) holds this architecture and, if given, this kind of module (``"replicator"``
-    or ``"soup"``) and ``population`` particles (called ``population_name`` in the message). The one
-    compatibility check: ``--ckpt_path``, ``init_from`` and the modules' ``on_load_checkpoint`` use it."""
+    (``checkpoint["nsr"]``) holds this architecture and, if given, this kind of module (``"replicator"``,
+    ``"soup"`` or ``"organism"``) and ``population`` particles (called ``population_name`` in the
+    message). The one compatibility check: ``--ckpt_path``, ``init_from`` and the modules' ``on_load_checkpoint`` use it."""
     if not isinstance(nsr, dict) or nsr.get("kind") not in KINDS or "replicator" not in nsr:
         raise ValueError(f"{where}: not an nsr checkpoint (no 'nsr' entry)")
     try:

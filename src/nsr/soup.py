@@ -39,7 +39,7 @@ whether the population is in one process or split into contiguous shards over ma
 >>> state = initial_state(rep, size=5, seed=0)
 >>> state, events = generation_step(rep, state, SoupParams(seed=0, attacking_rate=0.5, train=1))
 >>> state.weights.shape, state.generation, sorted(events)
-(torch.Size([5, 14]), 1, ['attacks', 'learn_from', 'loss', 'particle_loss', 'respawned', 'respawned_divergent', 'respawned_zero'])
+(torch.Size([5, 14]), 1, ['attack_source', 'attacks', 'learn_from', 'learn_from_source', 'loss', 'particle_loss', 'respawn_mask', 'respawned', 'respawned_divergent', 'respawned_zero'])
 
 The keyword form ``generation_step(rep, state, seed=0, attacking_rate=0.5, train=1)`` builds the
 same :class:`SoupParams`.
@@ -250,19 +250,22 @@ def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generati
 
 
 def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):
-    """Synchronous attacks: returns the new local genomes and the number of attacks in the soup."""
+    """Synchronous attacks: returns the new local genomes, the number of attacks in the soup, and
+    ``source`` ``LongTensor[P_local]``: the global index of the attacker whose result each local
+    particle took (-1: not attacked)."""
     P, lo, hi = shard.size, shard.start, shard.stop
+    source = torch.full((hi - lo,), -1, dtype=torch.long, device=w.device)  # [P_local]
     if attacking_rate == 0 or P < 2:
-        return w, 0
+        return w, 0, source
     attacks, target, priority = attack_assignment(P, attacking_rate, seed, generation, w.device, soup_size)
     if not bool(attacks.any()):
-        return w, 0
+        return w, 0, source
     attackers = attacks.nonzero()[:, 0]  # [A] global indices, ascending
     genomes = gather_rows(shard, w, attacks)  # [A, W] the attackers' genomes at the phase start
     live = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not attack
     attackers, genomes = attackers[live], genomes[live]
     if attackers.numel() == 0:
-        return w, 0
+        return w, 0, source
     # the winner of every attacked particle: the attacker with the highest priority
     best = torch.full((P,), -1, dtype=torch.long, device=w.device)
     best = best.scatter_reduce(0, target[attackers], priority[attackers], reduce="amax")  # [P]
@@ -274,17 +277,20 @@ def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):
         gen = KeyedStream(seed, generation, hit + lo, "attack_apply")  # used by shuffling replicators
         w = w.clone()
         w[hit] = rep.apply(genomes[row], w[hit], generator=gen)  # N_a(b)
-    return w, int(attackers.numel())
+        source[hit] = winner
+    return w, int(attackers.numel()), source
 
 
 def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity, train_kwargs, soup_size):
-    """Synchronous learn_from: returns the new local genomes and the number of learn_from events."""
+    """Synchronous learn_from: returns the new local genomes, the number of learn_from events, and
+    ``source`` ``LongTensor[P_local]``: the global index of each local particle's teacher (-1: none)."""
     P, lo, hi = shard.size, shard.start, shard.stop
+    source = torch.full((hi - lo,), -1, dtype=torch.long, device=w.device)  # [P_local]
     if learn_from_rate == 0 or P < 2:
-        return w, 0
+        return w, 0, source
     learns, teacher = learn_from_assignment(P, learn_from_rate, seed, generation, w.device, soup_size)
     if not bool(learns.any()):
-        return w, 0
+        return w, 0, source
     needed = torch.zeros(P, dtype=torch.bool, device=w.device)
     needed[teacher[learns]] = True
     teachers = needed.nonzero()[:, 0]  # [T] global indices, ascending
@@ -294,12 +300,13 @@ def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity
     learns = learns & live_teacher[teacher]
     events = int(learns.sum())
     local = learns[lo:hi].nonzero()[:, 0]  # local indices of learners
+    source[local] = teacher[local + lo]
     if local.numel() and severity > 0:
         row = torch.searchsorted(teachers, teacher[local + lo])
         gen = KeyedStream(seed, generation, local + lo, "learn_from_train")
         w = w.clone()
         w[local] = learn_from(rep, w[local], genomes[row], epochs=severity, generator=gen, **train_kwargs)
-    return w, events
+    return w, events, source
 
 
 def soup_bounds(size: int, world: int, soup_size: Optional[int] = None) -> tuple:
@@ -331,8 +338,9 @@ def _sequential_generation(rep, w, shard, params, g):
     like any other (NaN spreads, as in the published code); a particle that learns from itself trains on
     its own samples as they change, epoch by epoch (the published loop of one-epoch fits). Each shard
     must hold whole soups.
-    Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local])``, the events
-    of this process's soups; removed particles are already replaced by fresh genomes.
+    Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local], attack_source
+    [P_local], learn_from_source [P_local])``: the events of this process's soups (sources as global
+    indices, -1 none; the last attack written wins); removed particles are already replaced by fresh genomes.
     """
     n = _soup_size(shard.size, params.soup_size)
     lo, hi = shard.start, shard.stop
@@ -353,13 +361,17 @@ def _sequential_generation(rep, w, shard, params, g):
     loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=device)
     divergent = torch.zeros(P_local, dtype=torch.bool, device=device)
     zero = torch.zeros_like(divergent)
+    attack_source = torch.full((P_local,), -1, dtype=torch.long, device=device)  # [P_local] global index, -1 none
+    learn_from_source = torch.full((P_local,), -1, dtype=torch.long, device=device)
     for slot in range(n if P_local else 0):  # the only loop: over the slots of a soup
         rows = torch.arange(slot, P_local, n, device=device)  # [soups] this slot's particle in every soup
         a = rows[attacks[rows]]  # attackers among them
         if a.numel():
             t = target[a]
             w[t] = rep.apply(w[a], w[t], generator=KeyedStream(seed, g, a + lo, "attack_apply"))  # N_a(b)
+            attack_source[t] = a + lo  # the last attack written wins
         learner = rows[learns[rows]]
+        learn_from_source[learner] = teacher[learner] + lo
         if learner.numel() and params.learn_from_severity > 0:
             own = teacher[learner] == learner  # learning from itself: its samples follow it, epoch by epoch
             for mine, ls in ((False, learner[~own]), (True, learner[own])):
@@ -379,7 +391,7 @@ def _sequential_generation(rep, w, shard, params, g):
             loss[dead] = math.nan  # the slot holds a new particle, not yet trained
             divergent[rows[div]] = True
             zero[rows[zer]] = True
-    return w, int(attacks.sum()), int(learns.sum()), loss, divergent, zero
+    return w, int(attacks.sum()), int(learns.sum()), loss, divergent, zero, attack_source, learn_from_source
 
 
 def _is_zero(rep, w, epsilon):
@@ -399,7 +411,10 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
     ``respawned_divergent`` and ``respawned_zero``) and ``loss``, the mean self-training loss of
     the finite particles (NaN without self-training); and ``particle_loss``, this process's
-    particles' self-training losses ``[P_local]`` (NaN for respawned slots).
+    particles' self-training losses ``[P_local]`` (NaN for respawned slots). Provenance of this
+    process's particles, for lineages (``nsr.lineage``): ``attack_source`` ``LongTensor[P_local]``
+    (global index of the attacker whose result the particle took, -1 none), ``learn_from_source``
+    (global index of its teacher, -1 none) and ``respawn_mask`` ``BoolTensor[P_local]`` (respawned slots).
 
     ``params`` (:class:`SoupParams`) says how the soup evolves; keyword arguments instead (or on
     top) build it: ``generation_step(rep, state, seed=0, attacking_rate=0.5)``.
@@ -431,11 +446,12 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
 
     sequential = params.update == "sequential"
     if sequential:
-        w, attacks, learned, loss, divergent, zero = _sequential_generation(rep, w, shard, params, g)
+        w, attacks, learned, loss, divergent, zero, attack_source, learn_from_source = _sequential_generation(
+            rep, w, shard, params, g)
     else:
-        w, attacks = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
-        w, learned = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate, params.learn_from_severity,
-                                       kw, soup_size)
+        w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
+        w, learned, learn_from_source = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate,
+                                                          params.learn_from_severity, kw, soup_size)
         loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
         if params.train > 0 and P_local:
             idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
@@ -467,5 +483,6 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
         ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
     events = {ATTACKS: attacks, LEARN_FROM: learned, RESPAWNED: int(total[0]),
               RESPAWNED_DIVERGENT: int(total[1]), RESPAWNED_ZERO: int(total[2]),
-              "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss}
+              "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss,
+              "attack_source": attack_source, "learn_from_source": learn_from_source, "respawn_mask": dead}
     return SoupState(w, ids, int(state.next_id) + int(total[0]), g + 1), events

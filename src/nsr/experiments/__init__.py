@@ -22,7 +22,7 @@ import time
 import torch
 
 from nsr.experiments.base import EXPERIMENTS, Report  # noqa: F401  (the registry)
-from nsr.experiments import fixpoint_classes, robustness, basins, soups  # noqa: F401,E402  (register the experiments)
+from nsr.experiments import fixpoint_classes, robustness, basins, soups, soup_phases, stability, organism  # noqa: F401,E402  (register the experiments)
 from nsr.experiments import combined  # noqa: E402  (nsr experiment all)
 from nsr.experiments.runfolder import RunFolder, markdown_table
 

@@ -4,8 +4,9 @@
     nsr experiment all --scale 100              # 100x: 5000 networks, 10^4 clones, 1000 soups per setting
     nsr experiment all --scale 100 --docs docs/experiments.md   # and regenerate the experiments page
 
-Each experiment runs as ``nsr experiment NAME`` would, with ``--trials`` set from :data:`PUBLISHED_TRIALS`
-times ``--scale`` (capped where :data:`CAPS` says why), into ``OUT/NAME``; ``OUT/report.md`` collects
+Each of the paper's experiments (:data:`PUBLISHED_TRIALS`) runs as ``nsr experiment NAME`` would, with
+``--trials`` set from its published trials times ``--scale`` (capped where :data:`CAPS` says why), into
+``OUT/NAME`` (``--only`` may also name experiments beyond the paper: they run at their default trials); ``OUT/report.md`` collects
 every ``results.md`` under a summary table (trials, runtime, how many published numbers are consistent
 with ours). ``soup_trajectories`` runs in both orders of a generation (sequential, the published one,
 and synchronous).
@@ -44,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed of every experiment (default 0)")
     p.add_argument("--out", default=None, help="folder of the runs and report.md (default lightning_logs/experiments/"
                                                "all/version_N)")
-    p.add_argument("--only", default=None, help="comma-separated experiments to run (default all)")
+    p.add_argument("--only", default=None, help="comma-separated experiments to run (default: the paper's nine)")
     p.add_argument("--docs", default=None, help="also write the experiments page (docs/experiments.md) from the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -53,10 +54,10 @@ def trials_for(name: str, scale: int) -> tuple[int, str]:
     """The ``--trials`` of experiment ``name`` at ``scale``, and why it is capped (or "")."""
     if name in PUBLISHED_TRIALS:
         base = PUBLISHED_TRIALS[name] * (SOUP_DISTRIBUTION if name == "soup_trajectories" else 1)
-    else:  # an experiment without a published trial count: its default --trials
+    else:  # an experiment beyond the paper: no published trials to scale, its default --trials
         from nsr.experiments import experiment_parser
 
-        base = experiment_parser(name).get_default("trials")
+        return experiment_parser(name).get_default("trials"), "not a published experiment: its default trials"
     n = base * scale
     cap, why = CAPS.get(name, (None, ""))
     if cap is not None and n > cap:
@@ -66,7 +67,7 @@ def trials_for(name: str, scale: int) -> tuple[int, str]:
 
 def plan(args) -> list[tuple[str, str, list[str], str]]:
     """``(label, experiment, argv, cap note)`` of every run."""
-    names = list(EXPERIMENTS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    names = list(PUBLISHED_TRIALS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     bad = [n for n in names if n not in EXPERIMENTS]
     if bad:
         raise ValueError(f"only: unknown experiment {', '.join(bad)}; expected some of {', '.join(EXPERIMENTS)}")

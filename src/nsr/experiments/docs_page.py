@@ -55,6 +55,18 @@ combined `report.md`; `--docs docs/experiments.md` writes this page.
 
 """
 
+BEYOND = """\
+
+## Experiments beyond the paper
+
+Not part of `nsr experiment all` (no published numbers to compare with); default settings, one thread:
+
+| experiment | command | runtime | ours | published |
+|---|---|---|---|---|
+| soup_phases | `nsr experiment soup_phases` | 77 s (experiment) | 8 x 8 grid, 100 soups of 10 per cell: non-trivial share 1.00 at attack 0 / train >= 20, 0.2-0.4 at attack >= 0.5 / train 50; heatmaps of the share, species per soup, first non-trivial generation (docs/soup_analytics.md) | not published |
+| emergence | `nsr experiment emergence` | 13 s (experiment) | 1000 soups of 10 (attack 0.1, train 10): half non-trivial after a median 27 [26, 28] generations; never within 100: 0.348 [0.319, 0.378] | not published (analogue of "Computational Life"'s time to replicators) |
+"""
+
 DIFFERENCES = """\
 
 ## Where we differ, and why
@@ -101,4 +113,5 @@ def experiments_page(report: str, scale: int, seconds: float, cpu_seconds: float
     differences and why."""
     body = report.split("\n", 1)[1] if report.startswith("# ") else report
     title = f"## Results at {scale}x the published trials\n"
-    return INTRO.format(scale=scale, minutes=seconds / 60, cpu_minutes=cpu_seconds / 60) + title + body.replace("\n# ", "\n## ") + DIFFERENCES
+    return (INTRO.format(scale=scale, minutes=seconds / 60, cpu_minutes=cpu_seconds / 60) + title
+            + body.replace("\n# ", "\n## ") + BEYOND + DIFFERENCES)

@@ -1,0 +1,211 @@
+"""Lineages of a soup: who descended from whom, as tensors, and the phylogeny metrics of digital evolution.
+
+A *genome* (a taxon, one node of the phylogeny) is born by one of three events (docs/soup_analytics.md):
+
+- the initial population: every particle of generation 0 is a root (no ancestor);
+- an **attack** a -> b: b's genome becomes N_a(b), written by a's network, so it is a new genome whose
+  ancestor is a's genome as it was when a attacked; b's previous genome ends there;
+- a **respawn**: a fresh random genome, a root (no ancestor); the replaced genome ends there.
+
+Learning from a teacher (``learn_from``) and self-training change a genome gradually and create no
+node: the particle's lineage goes on, and the node counts how often its genome learned from another
+(the ``learn_from`` column). Particle ids (``SoupState.ids``) change only at a respawn: a particle is a
+slot's life between respawns, a genome its content between attacks and respawns.
+
+Everything is batched over the particles of a generation; the walks over ancestors (MRCA, the pruned
+phylogeny) loop over depth levels, never over particles. Export follows the ALife Data Standards
+phylogeny format (CSV: ``id``, ``ancestor_list`` like ``[3]`` or ``[none]``, ``origin_time``,
+``destruction_time``; our own columns after them).
+
+>>> import torch
+>>> ph = Phylogeny(torch.arange(3))                       # generation 0: three roots
+>>> ph.record_generation(attack_source=torch.tensor([-1, -1, 0]), respawned=torch.tensor([False, True, False]),
+...                      ids=torch.tensor([0, 3, 2]))     # 0 attacks 2; 1 is respawned
+>>> ph.living.tolist(), ph.ancestor.tolist(), ph.destruction.tolist()
+([0, 4, 3], [-1, -1, -1, 0, -1], [-1, 1, 1, -1, -1])
+>>> print(ph.to_csv().splitlines()[4])
+3,[0],1,inf,1,attack,2,nan,0
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Optional
+
+import torch
+
+__all__ = ["Phylogeny", "CAUSES", "extant_ancestry", "mrca", "lineage_metrics"]
+
+CAUSES = ("initial", "attack", "respawn")  # the event that created a node, by code
+_FIELDS = ("ancestor", "origin", "destruction", "depth", "particle", "cause", "parent_distance", "learn_from")
+
+
+class Phylogeny:
+    """A soup's phylogeny, one row per genome ever present, in growable tensors (capacity doubles).
+
+    Columns (``[N]`` each, N = :attr:`size`): ``ancestor`` (node id, -1 none), ``origin`` (generation of
+    birth), ``destruction`` (generation it was overwritten, -1 while alive), ``depth`` (births from its
+    root), ``particle`` (id of the particle it lived in), ``cause`` (index into :data:`CAUSES`),
+    ``parent_distance`` (L2 distance to its parent's genome, NaN unknown), ``learn_from`` (times it
+    learned from a teacher). ``living`` ``LongTensor[P]``: the node of every slot of the population.
+    """
+
+    def __init__(self, ids: torch.Tensor, time: int = 0):
+        P = int(ids.shape[0])
+        self._cols = {
+            "ancestor": torch.full((P,), -1, dtype=torch.long), "origin": torch.full((P,), int(time), dtype=torch.long),
+            "destruction": torch.full((P,), -1, dtype=torch.long), "depth": torch.zeros(P, dtype=torch.long),
+            "particle": ids.detach().cpu().long().clone(), "cause": torch.zeros(P, dtype=torch.int8),
+            "parent_distance": torch.full((P,), math.nan, dtype=torch.float32),
+            "learn_from": torch.zeros(P, dtype=torch.int32)}
+        self.size = P
+        self.living = torch.arange(P, dtype=torch.long)  # [P] node of every slot
+        self.time = int(time)
+
+    # ---- columns ------------------------------------------------------------------------------
+    def __getattr__(self, name):
+        cols = self.__dict__.get("_cols")
+        if cols is not None and name in cols:
+            return cols[name][: self.size]
+        raise AttributeError(name)
+
+    def _append(self, n: int, **values) -> torch.Tensor:
+        """Room for ``n`` new nodes; fills their columns from ``values``; returns their ids ``[n]``."""
+        need = self.size + n
+        cap = self._cols["ancestor"].shape[0]
+        if need > cap:
+            new = max(need, 2 * cap, 16)
+            for k, v in self._cols.items():
+                grown = torch.empty(new, dtype=v.dtype)
+                grown[: self.size] = v[: self.size]
+                self._cols[k] = grown
+        ids = torch.arange(self.size, need, dtype=torch.long)
+        for k, v in self._cols.items():
+            v[self.size:need] = values[k]
+        self.size = need
+        return ids
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the phylogeny's columns (allocated capacity) and the living map."""
+        return sum(v.numel() * v.element_size() for v in self._cols.values()) + self.living.numel() * 8
+
+    # ---- one generation -------------------------------------------------------------------------
+    def record_generation(self, attack_source: torch.Tensor, respawned: torch.Tensor, ids: torch.Tensor,
+                          learn_from_source: Optional[torch.Tensor] = None,
+                          parent_distance: Optional[torch.Tensor] = None) -> None:
+        """Add one generation of the whole population (global, ``[P]`` each, from
+        :func:`nsr.soup.generation_step`'s events): attack births (slot order), learn_from counts,
+        respawn births (slot order). ``ids``: the particle ids after the generation;
+        ``parent_distance`` ``[P]``: each attacked slot's distance to its attacker's genome."""
+        t = self.time + 1
+        attack_source = attack_source.detach().cpu().long()
+        respawned = respawned.detach().cpu().bool()
+        ids = ids.detach().cpu().long()
+        living = self.living.clone()
+        hit = (attack_source >= 0).nonzero()[:, 0]  # [A] attacked slots, ascending
+        if hit.numel():
+            parent = self.living[attack_source[hit]]  # the attackers' genomes at the start of the phase
+            old = living[hit]
+            self._cols["destruction"][old] = t
+            dist = (parent_distance.detach().cpu().float()[hit] if parent_distance is not None
+                    else torch.full((hit.numel(),), math.nan))
+            living[hit] = self._append(hit.numel(), ancestor=parent, origin=t, destruction=-1,
+                                       depth=self.depth[parent] + 1, particle=self.particle[old],
+                                       cause=CAUSES.index("attack"), parent_distance=dist, learn_from=0)
+        if learn_from_source is not None:
+            learner = (learn_from_source.detach().cpu() >= 0).nonzero()[:, 0]
+            if learner.numel():  # a node learns at most once per generation: no duplicate indices
+                self._cols["learn_from"][living[learner]] += 1
+        dead = respawned.nonzero()[:, 0]  # [R]
+        if dead.numel():
+            self._cols["destruction"][living[dead]] = t
+            living[dead] = self._append(dead.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
+                                        particle=ids[dead], cause=CAUSES.index("respawn"),
+                                        parent_distance=math.nan, learn_from=0)
+        self.living = living
+        self.time = t
+
+    # ---- export -----------------------------------------------------------------------------------
+    def to_csv(self, extant_only: bool = False) -> str:
+        """The phylogeny in the ALife Data Standards format: ``id,ancestor_list,origin_time,
+        destruction_time`` (``inf`` while alive), then ``depth,cause,particle_id,parent_distance,
+        learn_from``. ``extant_only``: only the living genomes and their ancestors."""
+        keep = extant_ancestry(self) if extant_only else torch.ones(self.size, dtype=torch.bool)
+        nodes = keep.nonzero()[:, 0].tolist()
+        anc, org, des = self.ancestor.tolist(), self.origin.tolist(), self.destruction.tolist()
+        dep, par, cau = self.depth.tolist(), self.particle.tolist(), self.cause.tolist()
+        dist, lf = self.parent_distance.tolist(), self.learn_from.tolist()
+        out = io.StringIO()
+        out.write("id,ancestor_list,origin_time,destruction_time,depth,cause,particle_id,parent_distance,learn_from\n")
+        for i in nodes:  # serialisation, one line per node
+            a = f"[{anc[i]}]" if anc[i] >= 0 else "[none]"
+            d = des[i] if des[i] >= 0 else "inf"
+            out.write(f"{i},{a},{org[i]},{d},{dep[i]},{CAUSES[cau[i]]},{par[i]},{dist[i]:.6g},{lf[i]}\n")
+        return out.getvalue()
+
+    def state_dict(self) -> dict:
+        return {**{k: v[: self.size].clone() for k, v in self._cols.items()}, "living": self.living.clone(),
+                "time": self.time}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Phylogeny":
+        ph = cls(torch.zeros(0, dtype=torch.long))
+        ph._cols = {k: state[k].clone() for k in _FIELDS}
+        ph.size = int(state["ancestor"].shape[0])
+        ph.living, ph.time = state["living"].clone(), int(state["time"])
+        return ph
+
+
+def extant_ancestry(ph: Phylogeny) -> torch.Tensor:
+    """``BoolTensor[N]``: the living genomes and all their ancestors (the phylogeny pruned to the
+    living). One step per depth level."""
+    marked = torch.zeros(ph.size, dtype=torch.bool)
+    anc = ph.ancestor
+    frontier = torch.unique(ph.living)
+    while frontier.numel():
+        marked[frontier] = True
+        up = anc[frontier]
+        up = up[up >= 0]
+        frontier = torch.unique(up[~marked[up]])
+    return marked
+
+
+def mrca(ph: Phylogeny, ancestry: Optional[torch.Tensor] = None) -> int:
+    """The most recent common ancestor of the living genomes (a node id; the genome itself if only
+    one is alive), or -1 when their lineages have different roots (e.g. after respawns). From the
+    phylogeny pruned to the living (``ancestry``, :func:`extant_ancestry`): its single root, then down
+    while a node has exactly one child there and is not itself alive."""
+    marked = extant_ancestry(ph) if ancestry is None else ancestry
+    nodes = marked.nonzero()[:, 0]  # [M]
+    anc = ph.ancestor[nodes]
+    roots = nodes[anc < 0]
+    if roots.numel() != 1:
+        return -1
+    inner = anc >= 0
+    children = torch.bincount(anc[inner], minlength=ph.size)  # children within the pruned tree
+    only = torch.full((ph.size,), -1, dtype=torch.long)
+    only[anc[inner]] = nodes[inner]  # the child of every node with exactly one (others are not used)
+    alive = torch.zeros(ph.size, dtype=torch.bool)
+    alive[ph.living] = True
+    node = int(roots[0])
+    while children[node] == 1 and not alive[node]:  # one step per depth level
+        node = int(only[node])
+    return node
+
+
+def lineage_metrics(ph: Phylogeny) -> dict[str, float]:
+    """The phylogeny metrics of Dolson et al. ("Interpreting the Tape of Life") for the living genomes:
+    ``mrca_depth`` (births from its root to their most recent common ancestor; NaN if none),
+    ``mrca_age`` (generations since it was born; NaN if none), ``length`` (mean lineage length: births
+    from the root to each living genome), ``length_max``, ``phylogenetic_richness`` (nodes of the
+    phylogeny pruned to the living and their ancestors), ``extant_taxa`` (distinct living genomes),
+    ``nodes`` (every genome ever recorded)."""
+    ancestry = extant_ancestry(ph)
+    m = mrca(ph, ancestry)
+    depth = ph.depth[ph.living].double()
+    return {"mrca_depth": float(ph.depth[m]) if m >= 0 else math.nan,
+            "mrca_age": float(ph.time - int(ph.origin[m])) if m >= 0 else math.nan,
+            "length": float(depth.mean()) if depth.numel() else math.nan,
+            "length_max": float(depth.max()) if depth.numel() else math.nan,
+            "phylogenetic_richness": float(ancestry.sum()),
+            "extant_taxa": float(torch.unique(ph.living).numel()), "nodes": float(ph.size)}
