@@ -317,6 +317,10 @@ def test_sequential_two_slot_soup_hand_built_attacks_written_at_once_and_partner
         state, events = generation_step(REP, soup(torch.stack([2 * I, 3 * I])), params)
         assert torch.equal(state.weights, torch.stack([c[0] * I, c[1] * I])), (targets, c)
         assert events["attacks"] == 2
+        source = [-1, -1]
+        for i in (0, 1):
+            source[targets[i]] = i  # the last attack written wins
+        assert events["attack_source"].tolist() == source
     assert len(seen) == 4  # every pattern: (self, self), (self, other), (other, self), (other, other)
 
 
