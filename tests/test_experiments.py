@@ -42,6 +42,9 @@ def check_shares(rows):
         total = sum(float(r[c]) for c in CLASS_NAMES)
         assert total == pytest.approx(1.0)
         assert all(0.0 <= float(r[c]) <= 1.0 for c in CLASS_NAMES)
+        if r.get(f"{CLASS_NAMES[0]}_ci_low", "") != "":  # every share has its 95% interval around it
+            for c in CLASS_NAMES:
+                assert 0.0 <= float(r[f"{c}_ci_low"]) <= float(r[c]) <= float(r[f"{c}_ci_high"]) <= 1.0
 
 
 # ---- the command line --------------------------------------------------------------------------------
@@ -180,6 +183,82 @@ def test_soup_trajectories_draws_pca_figures(tmp_path):
     out, rows = run(tmp_path, "soup_trajectories", "--particles", "5", "--generations", "4", "--train", "2")
     check_folder(out, rows, "soup", ["trajectories_pca", "trajectories_pca_3d", "classes_over_generations"])
     check_shares(rows)
+
+
+@pytest.mark.parametrize("update", ["sequential", "synchronous"])
+def test_soup_trajectories_reports_the_final_nontrivial_distribution_and_the_published_percentile(tmp_path, update):
+    out, rows = run(tmp_path, "soup_trajectories", "--trials", "6", "--particles", "5", "--generations", "3",
+                    "--train", "2", "--update", update)
+    check_folder(out, rows, "soup", ["nontrivial_per_soup"])
+    check_shares(rows)
+    per_soup = [r for r in rows if r["soup"] != "all"]
+    summary = next(r for r in rows if r["soup"] == "all")
+    counts = [round(float(r["nontrivial"]) * 5) for r in per_soup]
+    assert len(per_soup) == 6 and all(r["update"] == update for r in rows)
+    assert float(summary["nontrivial_at_most_published"]) == pytest.approx(sum(c <= 13 for c in counts) / 6)
+    assert float(summary["published_percentile"]) == pytest.approx(100.0)  # 13 is above every count of 5 particles
+    low, mean, high = (float(summary[k]) for k in ("nontrivial_per_soup_ci_low", "nontrivial_per_soup",
+                                                   "nontrivial_per_soup_ci_high"))
+    assert mean == pytest.approx(sum(counts) / 6) and (low <= mean <= high or math.isnan(low))
+    md = (out / "results.md").read_text()
+    assert "The final non-trivial count per soup" in md and "percentile" in md
+    assert "Is each published number consistent with ours?" in md
+
+
+# ---- intervals and the whole paper in one command ----------------------------------------------------
+def test_wilson_interval_contains_the_share_and_mirrors_and_the_binomial_test_is_exact():
+    from nsr.experiments.intervals import binomial_p_value, mean_interval, t_quantile, wilson
+
+    for k, n in ((0, 50), (38, 50), (3875, 5000), (50, 50)):
+        lo, hi = wilson(k, n)
+        assert 0 <= lo <= k / n <= hi <= 1
+        mlo, mhi = wilson(n - k, n)
+        assert (lo, hi) == pytest.approx((1 - mhi, 1 - mlo))
+    assert wilson(38, 50)[1] - wilson(38, 50)[0] > 10 * (wilson(3800, 5000)[1] - wilson(3800, 5000)[0]) / 11
+    # n = 10, p = 1/2, k = 2: P(X <= 2) + P(X >= 8) = 2 * (1 + 10 + 45) / 1024
+    assert binomial_p_value(2, 10, 0.5) == pytest.approx(112 / 1024)
+    assert binomial_p_value(5, 10, 0.5) == pytest.approx(1.0)
+    assert t_quantile(10) == pytest.approx(2.2281, abs=2e-3) and t_quantile(1000) == pytest.approx(1.9623, abs=1e-3)
+    m, lo, hi, sd = mean_interval([1.0, 2.0, 3.0])
+    assert (m, sd) == (2.0, 1.0) and hi - m == pytest.approx(4.302653 / math.sqrt(3))
+
+
+def test_a_published_count_far_from_ours_is_reported_not_consistent_and_a_close_one_consistent():
+    from nsr.experiments.intervals import share_verdict
+
+    assert share_verdict("x", 0.49, 5000, 38, 50).endswith("not consistent with ours (a real difference).")
+    assert share_verdict("x", 0.775, 5000, 38, 50).endswith(": consistent with ours.")
+    assert "consistent with ours" in share_verdict("x", 0.0, 5000, 0, 50)
+
+
+def test_all_at_scale_100_runs_every_experiment_at_100x_the_published_trials():
+    import argparse
+
+    from nsr.experiments.combined import CAPS, plan
+
+    runs = {label: (name, argv, why) for label, name, argv, why in
+            plan(argparse.Namespace(scale=100, seed=0, only=None, no_progress=True))}
+    trials = {label: int(argv[argv.index("--trials") + 1]) for label, (_, argv, _) in runs.items()}
+    assert trials["applying"] == trials["training"] == 5000 and trials["mixed"] == 2000
+    assert trials["robustness"] == 10_000 and trials["learn_from_soup"] == trials["mixed_soup"] == 1000
+    assert trials["soup_trajectories"] == trials["soup_trajectories_synchronous"] == 1000
+    assert "--update" in runs["soup_trajectories_synchronous"][1]
+    assert trials["density"] == CAPS["density"][0] and runs["density"][2]  # capped, and says why
+    from nsr.experiments.combined import PUBLISHED_TRIALS
+
+    assert set(PUBLISHED_TRIALS) <= set(runs) <= set(EXPERIMENTS) | {"soup_trajectories_synchronous"}
+
+
+def test_all_writes_one_report_and_the_experiments_page(tmp_path):
+    out, docs = tmp_path / "all", tmp_path / "experiments.md"
+    assert main(["all", "--only", "applying", "--out", str(out), "--docs", str(docs), "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| applying |" in report and "published numbers consistent with ours" in report
+    assert "### Is each published number consistent with ours?" in report
+    assert (out / "applying" / "results.csv").exists()
+    page = docs.read_text()
+    assert page.startswith("# The paper's experiments") and "## Where we differ, and why" in page
+    assert "| applying |" in page
 
 
 # ---- the batched computations --------------------------------------------------------------------------

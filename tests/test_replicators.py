@@ -1,6 +1,7 @@
 """The three replicators against docs/science.md's definitions and against single-network references."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -201,8 +202,9 @@ def test_init_is_glorot_uniform_for_kernels():
         assert K.var().item() == pytest.approx(limit ** 2 / 3, rel=0.03)
 
 
-def test_init_recurrent_kernels_are_orthogonal():
-    rep = Recurrent(width=3, depth=2)
+@pytest.mark.parametrize("orthogonal", ["keras2", "uniform"])
+def test_init_recurrent_kernels_are_orthogonal(orthogonal):
+    rep = Recurrent(width=3, depth=2, orthogonal=orthogonal)
     w = rep.init(50, generator=gen(13))
     Ks = rep.kernels(w)
     for k in rep.recurrent:
@@ -211,9 +213,34 @@ def test_init_recurrent_kernels_are_orthogonal():
         torch.testing.assert_close(R.transpose(1, 2) @ R, eye, atol=1e-5, rtol=0)
 
 
+def test_keras2_orthogonal_2x2_kernels_are_always_reflections_uniform_half_rotations():
+    """The published (Keras 2, numpy SVD) initialiser draws only reflections for a 2x2 kernel; the
+    uniform (QR) one draws rotations and reflections alike."""
+    for orthogonal, expected in (("keras2", 1.0), ("uniform", 0.5)):
+        rep = Recurrent(orthogonal=orthogonal)
+        Ks = rep.kernels(rep.init(4000, generator=gen(14)))
+        for k in rep.recurrent[:-1]:  # the 2x2 recurrent kernels (the last one is 1x1)
+            reflections = (torch.linalg.det(Ks[k].double()) < 0).double().mean().item()
+            assert reflections == pytest.approx(expected, abs=0.03)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3), (2, 3), (3, 2), (1, 1)])
+def test_keras2_orthogonal_equals_numpy_svd_factor_as_keras_picks_it(shape):
+    """Keras 2's Orthogonal: u, _, v = np.linalg.svd(a, full_matrices=False); q = u if u.shape == shape else v."""
+    from nsr.replicators.base import orthogonal_keras2
+
+    a = torch.randn(200, *shape, generator=gen(15), dtype=torch.float64)
+    ours = orthogonal_keras2(a)
+    for i in range(len(a)):
+        u, _, v = np.linalg.svd(a[i].numpy(), full_matrices=False)
+        q = u if u.shape == shape else v
+        np.testing.assert_allclose(ours[i].numpy(), q, atol=1e-10)
+
+
 # ---- configuration and bad input ----------------------------------------------------------------
 
-@pytest.mark.parametrize("rep", [Weightwise(width=3), Aggregating(aggregator="max", shuffle=True), Recurrent(activation="tanh")])
+@pytest.mark.parametrize("rep", [Weightwise(width=3), Aggregating(aggregator="max", shuffle=True), Recurrent(activation="tanh"),
+                                 Recurrent(orthogonal="uniform")])
 def test_to_config_round_trips(rep):
     assert from_config(rep.to_config()) == rep
 
@@ -222,6 +249,7 @@ def test_to_config_round_trips(rep):
     (lambda: Weightwise(width=0), "width"),
     (lambda: Weightwise(depth=-1), "depth"),
     (lambda: Recurrent(width=1.5), "width"),
+    (lambda: Recurrent(orthogonal="qr"), "orthogonal"),
     (lambda: Aggregating(aggregates=0), "aggregates"),
     (lambda: Weightwise(activation="softmax"), "activation"),
     (lambda: Aggregating(aggregator="median"), "aggregator"),

@@ -251,3 +251,104 @@ def test_every_declared_event_is_counted_by_a_generation():
     _, events = generation_step(REP, soup(w), seed=0, attacking_rate=1.0, learn_from_rate=1.0)
     assert set(EVENT_COUNTS) <= set(events)
     assert events[RESPAWNED] == events[RESPAWNED_DIVERGENT] + events[RESPAWNED_ZERO] == 1
+
+
+# ---- the published order: update="sequential" ------------------------------------------------------------
+def published_order(rep, state, params):
+    """The published soup's generation (soup.py ``evolve``), written as a plain loop over soups and slots,
+    one particle at a time, on the same keyed random numbers as nsr.soup: in slot order each particle
+    attacks a partner drawn from all slots of its soup (itself included, written at once), learns from
+    one, self-trains, and is replaced by a fresh particle if divergent (or zero)."""
+    from nsr.random import KeyedStream
+    from nsr.training import learn_from, self_train
+
+    w, g, n = state.weights.clone(), state.generation, params.soup_size
+    for first in range(0, w.shape[0], n):  # every soup
+        for i in range(first, first + n):  # its slots, in order
+            key = lambda tag: KeyedStream(params.seed, g, torch.tensor([i]), tag)  # noqa: E731
+            ua, ul = key("attack").rand(2)[0], key("learn_from").rand(2)[0]
+            if ua[0] < params.attacking_rate:
+                t = first + min(int(ua[1] * n), n - 1)
+                w[t] = rep.apply(w[i:i + 1], w[t:t + 1], generator=key("attack_apply"))[0]
+            if ul[0] < params.learn_from_rate:
+                t = first + min(int(ul[1] * n), n - 1)
+                stream = key("learn_from_train")
+                for _ in range(params.learn_from_severity):  # one-epoch fits on the partner's samples as they are now
+                    w[i] = learn_from(rep, w[i:i + 1], w[t:t + 1], epochs=1, generator=stream, **params.training)[0]
+            if params.train:
+                w[i] = self_train(rep, w[i:i + 1], epochs=params.train, generator=key("train"), **params.training)[0]
+            dead = not bool(torch.isfinite(w[i]).all()) and params.remove_divergent
+            if params.remove_zero and bool((w[i].abs() < params.epsilon).all()):
+                dead = True
+            if dead:
+                w[i] = rep.init(1, generator=key("respawn"))[0]
+    return w
+
+
+def test_sequential_generation_equals_a_loop_over_slots_in_the_published_order():
+    from nsr.soup import SoupParams
+
+    params = SoupParams(seed=5, attacking_rate=0.5, learn_from_rate=0.4, learn_from_severity=2, train=2,
+                        remove_zero=True, soup_size=4, update="sequential")
+    state = initial_state(REP, 12, seed=5)
+    state.weights[6] = math.nan  # a divergent particle: it attacks (NaN spreads) until its turn removes it
+    for _ in range(3):
+        expected = published_order(REP, state, params)
+        state, events = generation_step(REP, state, params)
+        torch.testing.assert_close(state.weights, expected, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert events["attacks"] > 0 and events["learn_from"] > 0
+
+
+def test_sequential_two_slot_soup_hand_built_attacks_written_at_once_and_partner_may_be_itself():
+    """Genomes c * identity: N_{cI}(dI) = c^3 d I. Slot 0 (2I) attacks first, then slot 1 with its genome
+    as slot 0's attack may have left it."""
+    from nsr.random import KeyedStream
+    from nsr.soup import SoupParams
+
+    I = REP.identity_genome()[0]
+    seen = set()
+    for seed in range(12):
+        params = SoupParams(seed=seed, attacking_rate=1.0, soup_size=2, update="sequential", remove_divergent=False)
+        targets = [min(int(KeyedStream(seed, 0, torch.tensor([i]), "attack").rand(2)[0, 1] * 2), 1) for i in (0, 1)]
+        seen.add(tuple(targets))
+        c = [2.0, 3.0]
+        for i in (0, 1):
+            c[targets[i]] = c[i] ** 3 * c[targets[i]]
+        state, events = generation_step(REP, soup(torch.stack([2 * I, 3 * I])), params)
+        assert torch.equal(state.weights, torch.stack([c[0] * I, c[1] * I])), (targets, c)
+        assert events["attacks"] == 2
+        source = [-1, -1]
+        for i in (0, 1):
+            source[targets[i]] = i  # the last attack written wins
+        assert events["attack_source"].tolist() == source
+    assert len(seen) == 4  # every pattern: (self, self), (self, other), (other, self), (other, other)
+
+
+def test_sequential_soup_alone_equals_the_same_soup_inside_a_batch_of_soups():
+    from nsr.soup import SoupParams, soup_bounds
+
+    n, soups = 5, 4
+    params = SoupParams(seed=2, attacking_rate=0.5, learn_from_rate=0.3, train=1, remove_zero=True, soup_size=n,
+                        update="sequential")
+    start = initial_state(REP, n * soups, seed=2)
+    batch, _ = generation_step(REP, start, params)
+    bounds = soup_bounds(n * soups, 3, n)
+    assert all(b % n == 0 for b in bounds)
+    for k in range(soups):  # soup k alone in a process of its own
+        lo, hi = k * n, (k + 1) * n
+        zeros = lambda x: torch.zeros_like(x)  # noqa: E731
+        shard = Shard((0, lo, hi, n * soups), 1, lambda x: torch.stack([zeros(x), x, zeros(x)]))
+        alone, _ = generation_step(REP, SoupState(start.weights[lo:hi].clone(), start.ids[lo:hi].clone(), n * soups, 0),
+                                   params, shard=shard)
+        assert torch.equal(alone.weights, batch.weights[lo:hi])
+    with pytest.raises(ValueError, match="^update: 'sequential' needs whole soups"):
+        generation_step(REP, SoupState(start.weights[:7].clone(), start.ids[:7].clone(), 20, 0), params,
+                        shard=Shard((0, 7, 20), 0, lambda x: torch.stack([x, x])))
+
+
+def test_update_must_be_synchronous_or_sequential_naming_the_field():
+    from nsr.soup import SoupParams
+
+    with pytest.raises(ValueError, match="^update must be one of synchronous, sequential"):
+        SoupParams(update="async")
+    assert SoupParams().update == "synchronous"

@@ -52,6 +52,18 @@ def test_each_epoch_is_one_generation_step_exactly(tmp_path):
     assert torch.equal(module.gather_population(), state.weights)
 
 
+def test_sequential_update_on_the_command_line_runs_the_published_order_exactly(nsr):
+    run = nsr(*shrunk_soup(12, 2, "--model.init_args.update", "sequential", "--model.init_args.soup_size", "4"))
+    assert run.status == 0, run.err
+    kw = {k: v for k, v in ARGS.items() if k != "size"}
+    kw.update(seed=0, train=2, attacking_rate=0.1, learn_from_rate=0.05, learn_from_severity=5)  # configs/soup.yaml
+    state = initial_state(Weightwise(), 12, seed=0)
+    for _ in range(2):
+        state, _ = generation_step(Weightwise(), state, soup_size=4, update="sequential", **kw)
+    rep, w = nsr_pkg.load_population(run.last_ckpt)
+    assert torch.equal(w, state.weights)
+
+
 def test_nsr_fit_logs_soup_events_and_fixpoint_shares_per_generation(nsr):
     run = nsr(*shrunk_soup())
     assert run.status == 0, run.err
@@ -151,7 +163,8 @@ def test_plain_ddp_is_refused_naming_the_soup_strategy():
 
 
 @pytest.mark.parametrize("key,value", [("size", 0), ("attacking_rate", 1.5), ("learn_from_rate", -0.5),
-                                       ("learn_from_severity", -1), ("train", -2), ("epsilon", 0.0), ("lr", -1.0)])
+                                       ("learn_from_severity", -1), ("train", -2), ("epsilon", 0.0), ("lr", -1.0),
+                                       ("update", "random")])
 def test_invalid_arguments_raise_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         SoupModule(**{**ARGS, key: value})

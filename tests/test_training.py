@@ -51,7 +51,9 @@ class Single(nn.Module):
 @pytest.mark.parametrize("Rep", ALL)
 @pytest.mark.parametrize("batch_size, momentum", [(1, 0.0), (None, 0.0), (2, 0.9)])
 def test_self_train_equals_independent_torch_optimizers(Rep, batch_size, momentum):
-    rep = Rep()
+    # these initial networks (uniform orthogonal recurrent kernels) are finite for 3 epochs; with the
+    # published keras2 initialiser one of the four recurrent nets diverges at once
+    rep = Rep(orthogonal="uniform") if Rep is Recurrent else Rep()
     w = rep.init(4, generator=gen(3))
     lr = 0.001  # small enough that no recurrent net diverges in 3 epochs: compare finite numbers
     out = self_train(rep, w, epochs=3, lr=lr, batch_size=batch_size, momentum=momentum, shuffle=False)

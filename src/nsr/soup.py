@@ -1,7 +1,9 @@
 """The soup: an artificial chemistry of replicators, as pure functions over a population ``[P, W]``.
 
 A soup evolves in generations (docs/science.md, "The soup"). One call of :func:`generation_step` is one
-generation, four phases over the whole population:
+generation. ``SoupParams.update`` says in which order (:data:`UPDATES`).
+
+Synchronous (``update="synchronous"``, the default; it scales): four phases over the whole population:
 
 1. **attack**: each particle, with probability ``attacking_rate``, attacks a random *other*
    particle b: b's genome becomes N_a(b), particle a's network applied to b's genome. A particle
@@ -13,18 +15,16 @@ generation, four phases over the whole population:
 4. **respawn**: divergent particles (``remove_divergent``) and zero fixpoints (``remove_zero``)
    are replaced by fresh random genomes (``rep.init``) that get new particle ids.
 
-Synchronous semantics, and how they differ from the published code
-------------------------------------------------------------------
-Every phase reads the genomes *as they were at the start of that phase*: all attacks of a
-generation use the attackers' genomes before any attack, all learners see their teachers as they
-were after the attack phase. The published implementation instead walks through the particles one
-after another, each doing attack, learn_from, training and removal in turn, so particle i sees
-particles < i already updated in this generation, an attack may hit a particle that is later
-overwritten again (the last attacker wins), and the random partner may be the particle itself.
-Here partners are always other particles (a soup of one particle has no interactions), a particle
-attacked several times keeps one attacker's result chosen at random, and a divergent genome (NaN
-or inf) neither attacks nor teaches: it is inert until it is respawned, so it never changes another
-particle. The order of the phases within a generation is the published one.
+Every phase reads the genomes *as they were at the start of that phase*. Partners are always other
+particles (a soup of one particle has no interactions), and a divergent genome (NaN or inf) neither
+attacks nor teaches: it is inert until it is respawned.
+
+Sequential (``update="sequential"``, the published order of the authors' ``Soup.evolve``): the slots
+of a soup in turn, each particle doing attack, learn_from, self-training and the removal check
+before the next one moves; partners are drawn from all slots, itself included, and every change is
+written at once (:func:`_sequential_generation`). Many soups (``soup_size``) still advance together:
+slot s of every soup at once, so the only loop is over the slots of one soup. Sharded, every process
+must hold whole soups (:func:`soup_bounds`).
 
 Randomness
 ----------
@@ -58,9 +58,12 @@ from nsr.random import KeyedStream, random_indices
 from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
 from nsr.training import check_hyperparameters, learn_from, self_train
 
-__all__ = ["SoupParams", "SoupState", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
+__all__ = ["SoupParams", "SoupState", "UPDATES", "soup_bounds", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
            "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS",
            "ATTACKS", "LEARN_FROM", "RESPAWNED", "RESPAWNED_DIVERGENT", "RESPAWNED_ZERO", "EVENT_COUNTS"]
+
+# how a generation walks through the soup: phase by phase over all particles, or particle by particle
+UPDATES = ("synchronous", "sequential")
 
 # the tags of the keyed random streams, one per use
 PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
@@ -120,6 +123,9 @@ class SoupParams:
     epsilon: the fixpoint tolerance (for zero particles)
     seed: keys every random number of the soup
     soup_size: the population is independent soups of this many consecutive particles (None: one)
+    update: ``"synchronous"`` (phase by phase over the whole population, the default; it scales) or
+        ``"sequential"`` (the published order: slot by slot, each particle's attack, learn_from,
+        training and removal in turn; many soups still advance together), see :data:`UPDATES`
 
     >>> SoupParams(attacking_rate=1.5)
     Traceback (most recent call last):
@@ -140,6 +146,7 @@ class SoupParams:
     epsilon: float = 1e-4
     seed: int = 0
     soup_size: Optional[int] = None
+    update: str = "synchronous"
 
     def __post_init__(self):
         _check_rate("attacking_rate", self.attacking_rate)
@@ -153,6 +160,8 @@ class SoupParams:
             _check_bool(name, getattr(self, name))
         if self.soup_size is not None:
             _check_count("soup_size", self.soup_size, 1)
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {self.update!r}")
 
     def check_size(self, size: int) -> None:
         """Raise ``ValueError`` unless a population of ``size`` particles fits these parameters."""
@@ -300,6 +309,91 @@ def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity
     return w, events, source
 
 
+def soup_bounds(size: int, world: int, soup_size: Optional[int] = None) -> tuple:
+    """Shard bounds that split ``size`` particles over ``world`` processes in whole soups of
+    ``soup_size`` (balanced in soups; :func:`shard_bounds` when ``soup_size`` is None): the sharding
+    the sequential order needs, since a soup's slots are visited one after another."""
+    if soup_size is None:
+        return shard_bounds(size, world)
+    n = _soup_size(size, soup_size)
+    return tuple(b * n for b in shard_bounds(size // n, world))
+
+
+def _respawn_check(rep, w, params):
+    """``(divergent, zero)`` BoolTensors ``[P]``: the particles the respawn removes."""
+    P = w.shape[0]
+    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
+                 else torch.zeros(P, dtype=torch.bool, device=w.device))
+    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
+    return divergent, zero
+
+
+def _sequential_generation(rep, w, shard, params, g):
+    """One generation in the published order (``update="sequential"``): the slots of every soup in
+    turn, each slot's particle (in all soups at once): attack, learn_from, self-training, removal.
+
+    A partner is drawn from *all* slots of the particle's soup, itself included (an attack on itself
+    is a self-application); an attack is written at once, so later slots see it, and a particle hit
+    after its own turn ends the generation as the attack left it. Divergent genomes attack and teach
+    like any other (NaN spreads, as in the published code); a particle that learns from itself trains on
+    its own samples as they change, epoch by epoch (the published loop of one-epoch fits). Each shard
+    must hold whole soups.
+    Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local], attack_source
+    [P_local], learn_from_source [P_local])``: the events of this process's soups (sources as global
+    indices, -1 none; the last attack written wins); removed particles are already replaced by fresh genomes.
+    """
+    n = _soup_size(shard.size, params.soup_size)
+    lo, hi = shard.start, shard.stop
+    if lo % n or hi % n:
+        raise ValueError(f"update: 'sequential' needs whole soups per process, but rank {shard.rank} holds "
+                         f"particles {lo}..{hi - 1} and soup_size is {n}; shard with nsr.soup.soup_bounds")
+    P_local, seed, kw = hi - lo, params.seed, params.training
+    device = w.device
+    idx = torch.arange(lo, hi, dtype=torch.long, device=device)  # [P_local] global indices
+    first = idx - idx % n - lo  # [P_local] local index of each particle's slot 0
+    ua = KeyedStream(seed, g, idx, "attack").rand(2)  # [P_local, 2]: attack?, whom
+    ul = KeyedStream(seed, g, idx, "learn_from").rand(2)  # [P_local, 2]: learn?, from whom
+    attacks = ua[:, 0] < params.attacking_rate
+    target = first + random_indices(ua[:, 1], n)  # local index of the attacked particle, itself possible
+    learns = ul[:, 0] < params.learn_from_rate
+    teacher = first + random_indices(ul[:, 1], n)
+    w = w.clone()
+    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=device)
+    divergent = torch.zeros(P_local, dtype=torch.bool, device=device)
+    zero = torch.zeros_like(divergent)
+    attack_source = torch.full((P_local,), -1, dtype=torch.long, device=device)  # [P_local] global index, -1 none
+    learn_from_source = torch.full((P_local,), -1, dtype=torch.long, device=device)
+    for slot in range(n if P_local else 0):  # the only loop: over the slots of a soup
+        rows = torch.arange(slot, P_local, n, device=device)  # [soups] this slot's particle in every soup
+        a = rows[attacks[rows]]  # attackers among them
+        if a.numel():
+            t = target[a]
+            w[t] = rep.apply(w[a], w[t], generator=KeyedStream(seed, g, a + lo, "attack_apply"))  # N_a(b)
+            attack_source[t] = a + lo  # the last attack written wins
+        learner = rows[learns[rows]]
+        learn_from_source[learner] = teacher[learner] + lo
+        if learner.numel() and params.learn_from_severity > 0:
+            own = teacher[learner] == learner  # learning from itself: its samples follow it, epoch by epoch
+            for mine, ls in ((False, learner[~own]), (True, learner[own])):
+                if ls.numel():
+                    gen = KeyedStream(seed, g, ls + lo, "learn_from_train")
+                    w[ls] = (self_train(rep, w[ls], epochs=params.learn_from_severity, generator=gen, **kw) if mine
+                             else learn_from(rep, w[ls], w[teacher[ls]], epochs=params.learn_from_severity,
+                                             generator=gen, **kw))
+        if params.train > 0:
+            st = self_train(rep, w[rows], epochs=params.train, generator=KeyedStream(seed, g, rows + lo, "train"),
+                            return_state=True, **kw)
+            w[rows], loss[rows] = st.weights, st.loss
+        div, zer = _respawn_check(rep, w[rows], params)
+        dead = rows[div | zer]
+        if dead.numel():
+            w[dead] = rep.init(len(dead), generator=KeyedStream(seed, g, dead + lo, "respawn"), device=device).to(w.dtype)
+            loss[dead] = math.nan  # the slot holds a new particle, not yet trained
+            divergent[rows[div]] = True
+            zero[rows[zer]] = True
+    return w, int(attacks.sum()), int(learns.sum()), loss, divergent, zero, attack_source, learn_from_source
+
+
 def _is_zero(rep, w, epsilon):
     """``[P]`` bool: a zero fixpoint (every |w_i| < epsilon and F(w) = w within epsilon)."""
     small = (w.abs() < epsilon).all(dim=1)
@@ -312,8 +406,8 @@ def _is_zero(rep, w, epsilon):
 
 def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, *, shard: Optional[Shard] = None,
                     **kwargs) -> tuple[SoupState, dict]:
-    """One generation of the soup: attack, learn_from, self-training and respawn phases, each
-    synchronous (see the module docstring). Returns the new state and the generation's events,
+    """One generation of the soup: attack, learn_from, self-training and respawn, synchronous phases or
+    in the published sequential order (``params.update``; see the module docstring). Returns the new state and the generation's events,
     counted over the whole soup: ``attacks``, ``learn_from``, ``respawned`` (of which
     ``respawned_divergent`` and ``respawned_zero``) and ``loss``, the mean self-training loss of
     the finite particles (NaN without self-training); and ``particle_loss``, this process's
@@ -350,37 +444,43 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
     seed, soup_size, kw = params.seed, params.soup_size, params.training
     w = state.weights.detach()
 
-    w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
-    w, learned, learn_from_source = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate,
-                                                      params.learn_from_severity, kw, soup_size)
-
-    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
-    if params.train > 0 and P_local:
-        idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
-        w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
-                                return_state=True, **kw)
-
-    # respawn: divergent and (optionally) zero particles become fresh particles with new ids
-    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
-                 else torch.zeros(P_local, dtype=torch.bool, device=w.device))
-    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
+    sequential = params.update == "sequential"
+    if sequential:
+        w, attacks, learned, loss, divergent, zero, attack_source, learn_from_source = _sequential_generation(
+            rep, w, shard, params, g)
+    else:
+        w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
+        w, learned, learn_from_source = _learn_from_phase(rep, w, shard, seed, g, params.learn_from_rate,
+                                                          params.learn_from_severity, kw, soup_size)
+        loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=w.device)
+        if params.train > 0 and P_local:
+            idx = torch.arange(lo, hi, dtype=torch.long, device=w.device)
+            w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
+                                    return_state=True, **kw)
+        # respawn: divergent and (optionally) zero particles become fresh particles with new ids
+        divergent, zero = _respawn_check(rep, w, params)
     dead = divergent | zero  # [P_local]
     finite = torch.isfinite(loss)
-    stats = torch.stack([dead.sum(), divergent.sum(), zero.sum()]).to(torch.float64)
-    stats = torch.cat([stats, torch.stack([loss[finite].double().sum(), finite.sum().double()])])  # [5]
-    per_rank = shard.all_gather(stats) if shard.world > 1 else stats[None]  # [world, 5]
+    local = [attacks, learned] if sequential else [0, 0]  # synchronous counts are of the whole soup already
+    stats = torch.tensor([float(dead.sum()), float(divergent.sum()), float(zero.sum()),
+                          float(loss[finite].double().sum()), float(finite.sum())] + local, dtype=torch.float64,
+                         device=w.device)  # [7]
+    per_rank = shard.all_gather(stats) if shard.world > 1 else stats[None]  # [world, 7]
     before = int(per_rank[:shard.rank, 0].sum())  # respawned in lower ranks: ids stay global
     total = per_rank.sum(0)
+    if sequential:
+        attacks, learned = int(total[5]), int(total[6])
     ids = state.ids.clone()
     n_dead = int(dead.sum())
     if n_dead:
         where = dead.nonzero()[:, 0]
-        fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
-        w = w.clone()
-        w[where] = fresh.to(w.dtype)
+        if not sequential:  # the sequential order replaced them at their turn
+            fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
+            w = w.clone()
+            w[where] = fresh.to(w.dtype)
+            loss = loss.clone()
+            loss[where] = math.nan  # the slot holds a new particle, not yet trained
         ids[where] = state.next_id + before + torch.arange(n_dead, dtype=torch.long, device=ids.device)
-        loss = loss.clone()
-        loss[where] = math.nan  # the slot holds a new particle, not yet trained
     events = {ATTACKS: attacks, LEARN_FROM: learned, RESPAWNED: int(total[0]),
               RESPAWNED_DIVERGENT: int(total[1]), RESPAWNED_ZERO: int(total[2]),
               "loss": float(total[3] / total[4]) if total[4] > 0 else math.nan, "particle_loss": loss,

@@ -42,7 +42,7 @@ class TrajectoryRecorder(Callback):
         writer = tensorboard_writer(trainer)
         if self.histograms and writer is not None:
             values = w[:10_000].detach().cpu().flatten()
-            values = values[torch.isfinite(values)]
+            values = values[values.abs() < 1e20]  # finite, and inside TensorBoard's default buckets (it fails beyond)
             if values.numel():
                 writer.add_histogram("weights/population", values, global_step=time)
 

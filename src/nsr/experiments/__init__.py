@@ -24,6 +24,7 @@ import torch
 from nsr.experiments.base import EXPERIMENTS, Report  # noqa: F401  (the registry)
 from nsr.experiments import (fixpoint_classes, robustness, basins, soups, soup_phases, stability, organism,  # noqa: F401,E402
                              task_tradeoff, task_soup)  # (register the experiments)
+from nsr.experiments import combined  # noqa: E402  (nsr experiment all)
 from nsr.experiments.runfolder import RunFolder, markdown_table
 
 
@@ -44,7 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     for e in EXPERIMENTS.values():
         p = sub.add_parser(e.name, help=e.help, description=e.description)
         e.add_arguments(p)
+    p = sub.add_parser("all", help="every experiment at --scale times the published trials; one combined report",
+                       description=combined.__doc__)
+    combined.add_arguments(p)
     return parser
+
+
+def experiment_parser(name: str) -> argparse.ArgumentParser:
+    """The option parser of experiment ``name`` alone."""
+    e = EXPERIMENTS[name]
+    p = ExperimentParser(prog=f"nsr experiment {name}", description=e.description)
+    e.add_arguments(p)
+    return p
 
 
 def results_markdown(name: str, command: str, report: Report, seconds: float, folder: RunFolder) -> str:
@@ -59,6 +71,12 @@ def results_markdown(name: str, command: str, report: Report, seconds: float, fo
     lines += ["## Results beside the published numbers", "", markdown_table(report.headers, report.table), ""]
     if report.extra_md:
         lines += [report.extra_md, ""]
+    if report.consistency:
+        lines += ["## Is each published number consistent with ours?", "",
+                  "Every share and mean in `results.csv` has its 95% interval (`NAME_ci_low`, `NAME_ci_high`: Wilson "
+                  "for shares, Student t for means). Below, for each published number, how probable it is if our "
+                  "measurement is the truth, given the published number of trials.", ""]
+        lines += [f"- {c}" for c in report.consistency] + [""]
     if report.notes:
         lines += ["## Differences and why", ""] + [f"- {n}" for n in report.notes] + [""]
     files = ["results.csv", "results.md"] + [f"{s}.png" for s in report.figures] + ["events.out.tfevents.* (TensorBoard)"]
@@ -93,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "nsr experiment " + shlex.join(argv)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.exit(2, f"{parser.prog} {args.name}: error: --out {args.out!r} is a file, not a folder\n")
+    if args.name == "all":
+        try:
+            root, _ = combined.run_all(args, experiment_parser)
+        except ValueError as e:
+            parser.exit(2, f"{parser.prog} all: error: {e}\n")
+        print(f"\nreport: {root}/report.md")
+        return 0
     try:
         report, folder = run(args.name, args, command)
     except ValueError as e:  # invalid settings caught by the science layer

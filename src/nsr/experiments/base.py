@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from nsr.fixpoints import SECOND_ORDER_TESTS
-from nsr.replicators import ACTIVATIONS, ARCHITECTURES
+from nsr.replicators import ACTIVATIONS, ARCHITECTURES, ORTHOGONAL
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Report:
     figures: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     extra_md: str = ""  # further markdown sections (e.g. a second table)
+    consistency: list[str] = field(default_factory=list)  # per published number: consistent with ours? (intervals.py)
 
 
 @dataclass
@@ -152,6 +153,9 @@ def add_common(parser: argparse.ArgumentParser, trials: int, trials_help: str, a
                         help="activation of every replicator (default linear, as published)")
     parser.add_argument("--width", type=positive_int, default=2, help="hidden units per layer (default 2)")
     parser.add_argument("--depth", type=positive_int, default=2, help="hidden layers (default 2)")
+    parser.add_argument("--orthogonal", choices=ORTHOGONAL, default="keras2",
+                        help="initialiser of recurrent kernels: 'keras2' (the published Keras 2 one, SVD-based) or "
+                             "'uniform' (uniform over orthogonal matrices, QR-based) (default keras2)")
     if architectures_default is not None:
         parser.add_argument("--architectures", type=architectures, default=architectures_default,
                             help=f"comma-separated architectures (default {','.join(architectures_default)})")
@@ -167,8 +171,15 @@ def add_training(parser: argparse.ArgumentParser, lr=0.01, batch=1, mom=0.0):
 
 
 def make_replicator(name: str, args: argparse.Namespace):
-    """The replicator ``name`` with the run's width, depth and activation."""
-    return ARCHITECTURES[name](width=args.width, depth=args.depth, activation=args.activation)
+    """The replicator ``name`` with the run's width, depth, activation (and orthogonal initialiser, for
+    architectures with recurrent kernels)."""
+    import inspect
+
+    cls = ARCHITECTURES[name]
+    extra = {}
+    if "orthogonal" in inspect.signature(cls.__init__).parameters:
+        extra["orthogonal"] = getattr(args, "orthogonal", "keras2")
+    return cls(width=args.width, depth=args.depth, activation=args.activation, **extra)
 
 
 # ---- helpers every experiment uses ----------------------------------------------------------------

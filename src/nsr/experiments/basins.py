@@ -19,6 +19,7 @@ from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, make_replicator,
                                   noise_scales, nonnegative_float, nonnegative_int, positive_int, stream)
 from nsr.experiments.fixpoint_classes import train_epochs
+from nsr.experiments.intervals import mean_interval, shares_ci, wilson
 from nsr.experiments.robustness import exponent
 from nsr.fixpoints import FixpointClass, classify, noise_label, noisy_clones
 
@@ -123,14 +124,16 @@ def run_basins(args, folder) -> Report:
         bc = basin_classes(d_before[args.metric][i], d_after[args.metric][i], args.rtol, args.atol)
         row = {"noise": sc, "parents": F, "clones": C * F}
         for m in METRICS:
-            row[f"{m}_before"] = float(d_before[m][i].double().mean())
-            row[f"{m}_after"] = float(d_after[m][i].double().mean())
+            for when, d in (("before", d_before), ("after", d_after)):
+                mean, lo, hi, _ = mean_interval(d[m][i].double().tolist())
+                row[f"{m}_{when}"], row[f"{m}_{when}_ci_low"], row[f"{m}_{when}_ci_high"] = mean, lo, hi
         for j, name in enumerate(BASIN_CLASSES):
             row[name] = float((bc == j).double().mean())
         moved = d_before["mae"][i] > 0  # clones whose noise survived float rounding
         row["unperturbed"] = float((~moved).double().mean())
         row["returned"] = float(((d_after["mae"][i] == 0) & moved).double().mean())
         row["nontrivial_after"] = float((cls_after[i] == FixpointClass.NONTRIVIAL).double().mean())
+        shares_ci(row, list(BASIN_CLASSES) + ["unperturbed", "returned", "nontrivial_after"], C * F)
         row[f"parent_drift_{args.metric}"] = float(drift[args.metric].double().mean())
         rows.append(row)
         folder.log_scalars("basins", row, exponent(sc))
@@ -168,10 +171,23 @@ def run_basins(args, folder) -> Report:
             "basin_classes": figures.sweep_lines("noise exponent k (10^-k)", "share of clones", "basins",
                                                  {n: ([exponent(r["noise"]) for r in rows], [r[n] for r in rows])
                                                   for n in BASIN_CLASSES})}
+    consistency = []
+    for group, keys, claim, test in ((near, ("approaching",), "nearly all approach (read: at least 0.9)",
+                                      lambda lo, hi: hi >= 0.9),
+                                     (far, ("distancing", "stationary"), "most drift or stay put (read: more than 0.5)",
+                                      lambda lo, hi: hi > 0.5)):
+        if not group:
+            continue
+        n = sum(r["clones"] for r in group)
+        k = sum(sum(r[key] for key in keys) * r["clones"] for r in group)
+        lo, hi = wilson(round(k), n)
+        noise = ", ".join(noise_label(r["noise"]) for r in group)
+        consistency.append(f"noise {noise}: published '{claim}'; ours {k / n:.3f} [{lo:.3f}, {hi:.3f}] of {n} clones "
+                           f"({' + '.join(keys)}): {'consistent' if test(lo, hi) else 'not consistent'} with ours.")
     return Report(rows, ["noise", "clones", "approaching", "distancing", "stationary",
                          f"{args.metric} before -> after (mean)", "returned exactly", "unperturbed", "published finding"],
                   table, notes, figs,
                   {"parents": (f"{F} (of {args.parents} trained)", "2 (journal code)"),
                    "clones per parent and noise": (args.trials, "5 (journal code)"),
                    "epochs parent / clones": (f"{args.epochs} / {args.clone_epochs}", "2500 / 2500"),
-                   "noise": (",".join(noise_label(s) for s in args.noise), "1e-1..1e-9")})
+                   "noise": (",".join(noise_label(s) for s in args.noise), "1e-1..1e-9")}, consistency=consistency)

@@ -115,3 +115,19 @@ def pca_trajectories(times, ids, weights, title: str, three_d: bool = False):
         fig.add_subplot(111, projection="3d" if three_d else None).set_title(title, fontsize=10)
         return fig
     return figs[1] if three_d else figs[0]
+
+
+def count_histogram(counts, n: int, xlabel: str, title: str, published: float | None = None):
+    """Bars of how many soups ended with each count 0..n (``counts`` one per soup), the published
+    count marked."""
+    plt = _plt()
+    counts = np.asarray(counts, dtype=int)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.bar(np.arange(n + 1), np.bincount(counts, minlength=n + 1)[:n + 1], color="tab:blue", alpha=0.8)
+    if published is not None:
+        ax.axvline(published, color="tab:red", linestyle="--", label=f"published ({published:g})")
+        ax.legend(fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("soups")
+    ax.set_title(title, fontsize=10)
+    return fig

@@ -17,6 +17,7 @@ import torch
 from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, list_of,
                                   make_replicator, nonnegative_int, positive_int, stream, versus)
+from nsr.experiments.intervals import share_verdict, shares_ci
 from nsr.fixpoints import (CLASS_NAMES, FixpointClass, aggregate_distance, classify, distance, is_aggregate_fixpoint,
                            is_divergent, is_fixpoint, shares)
 from nsr.training import self_train
@@ -46,9 +47,11 @@ def _binomial_note(arch: str, cls: str, ours: float, n: int, theirs: float, m: i
 
 
 # ---- the science: pure functions over populations -------------------------------------------------
-def _compare_shares(arch: str, s: dict, pub: dict, trials: int, table: list, bars: list, notes: list) -> None:
+def _compare_shares(arch: str, s: dict, pub: dict, trials: int, table: list, bars: list, notes: list,
+                    consistency: list) -> None:
     """Append one architecture's class shares beside the published counts: a table row, the bars of
-    the stacked figure, and a note where the difference is more than sampling noise."""
+    the stacked figure, a note where the difference is more than sampling noise, and for every
+    published count a sentence on its consistency with our share."""
     theirs = pub["counts"].get(arch)
     table.append([arch, f"{trials} / {pub['trials']}"] + _shares_cells(s, theirs, pub["trials"]))
     bars.append((f"{arch} ours", s))
@@ -58,6 +61,7 @@ def _compare_shares(arch: str, s: dict, pub: dict, trials: int, table: list, bar
             n = _binomial_note(arch, c, s[c], trials, v / pub["trials"], pub["trials"])
             if n:
                 notes.append(n)
+            consistency.append(share_verdict(f"{arch} {c}", s[c], trials, v, pub["trials"]))
 
 
 def self_apply(rep, w: torch.Tensor, applications: int, tick=None) -> torch.Tensor:
@@ -112,6 +116,7 @@ def run_density(args, folder) -> Report:
                "distance_min": float(fin.min()) if len(fin) else math.nan,
                "distance_median": float(fin.median()) if len(fin) else math.nan,
                "distance_max": float(fin.max()) if len(fin) else math.nan}
+        shares_ci(row, list(CLASS_NAMES) + ["fixpoint_density"], args.trials)
         rows.append(row)
         folder.log_scalars(f"density/{arch}", row)
         table.append([arch, f"{args.trials} / 100000", f"{row['fixpoints']}", f"{row['fixpoint_density']:.2g}",
@@ -119,6 +124,9 @@ def run_density(args, folder) -> Report:
                       f"{row['distance_median']:.3g}"])
         figs_hist[arch] = np.log10(fin.clamp_min(1e-30).numpy())
         bars.append((arch, s))
+    consistency = [f"{r['architecture']}: fixpoint density {r['fixpoint_density']:.2g}, 95% interval "
+                   f"[{r['fixpoint_density_ci_low']:.2g}, {r['fixpoint_density_ci_high']:.2g}] of {r['networks']} networks; "
+                   "published: 'practically never' (no count), consistent." for r in rows]
     notes = ["The published experiment classified 100,000 random networks per architecture but did not publish "
              "the count; its text says a random network is practically never a fixpoint. A fixpoint here needs "
              f"every |F(w)_i - w_i| < {args.epsilon:g}; distance_min is the closest any random network came.",
@@ -128,7 +136,8 @@ def run_density(args, folder) -> Report:
                   {"classes": figures.class_bars(bars, "random networks: classes"),
                    "distance": figures.histograms(figs_hist, "log10 fixpoint distance max|F(w)-w|",
                                                   "random networks: distance from being a fixpoint")},
-                  {"networks per architecture": (args.trials, 100_000), "epsilon": (args.epsilon, 1e-4)})
+                  {"networks per architecture": (args.trials, 100_000), "epsilon": (args.epsilon, 1e-4)},
+                  consistency=consistency)
 
 
 # ---- applying -----------------------------------------------------------------------------------------
@@ -142,7 +151,7 @@ def _applying_args(p):
 def run_applying(args, folder) -> Report:
     """Self-apply random networks --applications times (w <- F(w)) and classify the result."""
     pub = published.APPLYING
-    rows, table, bars, notes = [], [], [], []
+    rows, table, bars, notes, consistency = [], [], [], [], []
     with bar(args, args.applications * len(args.architectures), "applying") as pbar:
         for arch in args.architectures:
             rep = make_replicator(arch, args)
@@ -150,15 +159,17 @@ def run_applying(args, folder) -> Report:
             w = rep.init(args.trials, generator=stream(args, f"{arch}/init", ids))  # [trials, W]
             w = self_apply(rep, w, args.applications, pbar.update)
             s = shares(classify(rep, w, args.epsilon, args.second_order))
-            row = {"architecture": arch, "trials": args.trials, "applications": args.applications, **s}
+            row = shares_ci({"architecture": arch, "trials": args.trials, "applications": args.applications, **s},
+                            CLASS_NAMES, args.trials)
             rows.append(row)
             folder.log_scalars(f"applying/{arch}", row)
-            _compare_shares(arch, s, pub, args.trials, table, bars, notes)
+            _compare_shares(arch, s, pub, args.trials, table, bars, notes, consistency)
     notes += [
         "Shares are ours / published (published counts of 50 divided by 50). A share near 0.5 measured on 50 "
         "networks has a standard error of about 0.07, so differences up to ~0.14 are sampling noise.",
-        "Random initial networks differ: ours are glorot-uniform (orthogonal recurrent kernels) as Keras', but "
-        "drawn from our own random streams; the published code ran Keras in float32 like us.",
+        "Random initial networks are drawn as Keras 2 drew them (glorot-uniform kernels; recurrent kernels by "
+        f"its SVD-based orthogonal initialiser, here '{args.orthogonal}'), but from our own random streams; the "
+        "published code ran Keras in float32 like us.",
         f"Second-order test: {args.second_order} (the published code applied the same network twice: "
         "'same_network').",
     ]
@@ -168,7 +179,8 @@ def run_applying(args, folder) -> Report:
     return Report(rows, ["architecture", "trials ours / published"] + [f"{c} ours / published" for c in CLASS_NAMES],
                   table, notes, {"classes": figures.class_bars(bars, f"after {args.applications} self-applications")},
                   {"networks per architecture": (args.trials, pub["trials"]),
-                   "self-applications": (args.applications, pub["applications"]), "epsilon": (args.epsilon, 1e-4)})
+                   "self-applications": (args.applications, pub["applications"]), "epsilon": (args.epsilon, 1e-4),
+                   "orthogonal initialiser": (args.orthogonal, "keras2")}, consistency=consistency)
 
 
 # ---- training -----------------------------------------------------------------------------------------
@@ -185,7 +197,7 @@ def run_training(args, folder) -> Report:
     """Self-train random networks (SGD on the MSE between their outputs and their own weights, one epoch
     per step, samples fixed at the start of each epoch) and classify the result."""
     pub = published.TRAINING
-    rows, table, bars, notes, curves = [], [], [], [], {}
+    rows, table, bars, notes, curves, consistency = [], [], [], [], {}, []
     with bar(args, args.epochs * len(args.architectures), "training") as pbar:
         for arch in args.architectures:
             rep = make_replicator(arch, args)
@@ -207,15 +219,17 @@ def run_training(args, folder) -> Report:
             w = train_epochs(rep, w, args.epochs, args.lr, args.batch_size, args.momentum,
                              stream(args, f"{arch}/train", ids), watch)
             s = shares(classify(rep, w, args.epsilon, args.second_order))
-            row = {"architecture": arch, "trials": args.trials, "epochs": args.epochs, **s}
+            row = shares_ci({"architecture": arch, "trials": args.trials, "epochs": args.epochs, **s}, CLASS_NAMES,
+                            args.trials)
             if arch == "aggregating":
                 row["aggregate_fixpoint"] = float(is_aggregate_fixpoint(rep, w, args.epsilon).double().mean())
+                shares_ci(row, ["aggregate_fixpoint"], args.trials)
                 d = aggregate_distance(rep, w).double()
                 row["aggregate_distance_median"] = float(d.median())
             rows.append(row)
             folder.log_scalars(f"training/{arch}", row)
             curves[arch] = (xs, ys)
-            _compare_shares(arch, s, pub, args.trials, table, bars, notes)
+            _compare_shares(arch, s, pub, args.trials, table, bars, notes, consistency)
     if any("aggregate_fixpoint" in r for r in rows):
         r = next(r for r in rows if "aggregate_fixpoint" in r)
         notes.append(f"aggregating: weight by weight no trained network is a fixpoint (each new aggregate is written "
@@ -224,11 +238,12 @@ def run_training(args, folder) -> Report:
                      f"is {r['aggregate_distance_median']:.2g}: with one sample (one SGD step) per epoch the "
                      "aggregates are still converging after 1000 epochs (they reach ~1e-5 after ~10^4 epochs).")
     if "recurrent" in args.architectures:
-        notes.append("recurrent: our self-trained recurrent networks diverge less often than published (about half "
-                     "vs 38 of 50; the share stays the same with 500 networks). The divergence happens in the first "
-                     "~100 epochs, so it is decided by the initial networks and the first SGD steps; the networks "
-                     "that do not diverge approach a fixpoint slowly (they are 'other' after 1000 epochs). The "
-                     "cause of the difference is not settled (Keras SimpleRNN details of the published code).")
+        notes.append("recurrent: the divergent share depends on the initial recurrent kernels. The published runs used "
+                     "Keras 2's orthogonal initialiser (the SVD factor of a Gaussian matrix: every 2x2 recurrent "
+                     "kernel a reflection); a QR-based one, uniform over orthogonal matrices, draws rotations half "
+                     "the time, and rotations diverge far less often (about 0.5 divergent instead of 0.76). "
+                     f"Ours: --orthogonal {args.orthogonal}. The divergence happens in the first ~100 epochs; the "
+                     "networks that do not diverge approach a fixpoint slowly (they are 'other' after 1000 epochs).")
     notes += [f"Training: SGD lr {args.lr}, batch size {args.batch_size or 'full'}, momentum {args.momentum}, "
               f"shuffled, {args.epochs} epochs (published: lr 0.01, batch size 1, no momentum, 1000 epochs).",
               f"Second-order test: {args.second_order}."]
@@ -238,7 +253,8 @@ def run_training(args, folder) -> Report:
                    "nontrivial_over_epochs": figures.sweep_lines("epoch", "non-trivial share",
                                                                  "self-training: non-trivial fixpoints", curves)},
                   {"networks per architecture": (args.trials, pub["trials"]), "epochs": (args.epochs, pub["epochs"]),
-                   "lr": (args.lr, 0.01), "batch size": (args.batch_size or "full", 1)})
+                   "lr": (args.lr, 0.01), "batch size": (args.batch_size or "full", 1),
+                   "orthogonal initialiser": (args.orthogonal, "keras2")}, consistency=consistency)
 
 
 # ---- mixed -----------------------------------------------------------------------------------------------
@@ -289,7 +305,7 @@ def run_mixed(args, folder) -> Report:
     stopping early at a fixpoint or divergence; report the share ending as a (zero or non-trivial)
     fixpoint."""
     pub = published.MIXED
-    rows, table, series, pub_series, notes = [], [], {}, {}, []
+    rows, table, series, pub_series, notes, consistency = [], [], {}, {}, [], []
     ks_list = sorted(set(args.trains))
     with bar(args, args.rounds * max(ks_list) * len(args.architectures), "mixed") as pbar:
         for arch in args.architectures:
@@ -307,6 +323,7 @@ def run_mixed(args, folder) -> Report:
                 s = shares(c[sel])
                 row = {"architecture": arch, "k": k, "trials": args.trials, **s,
                        "fixpoint": s["zero"] + s["nontrivial"], "rounds_mean": float(used[sel].double().mean())}
+                shares_ci(row, list(CLASS_NAMES) + ["fixpoint"], args.trials)
                 rows.append(row)
                 folder.log_scalars(f"mixed/{arch}", row, k)
                 ys.append(row["fixpoint"])
@@ -317,10 +334,17 @@ def run_mixed(args, folder) -> Report:
                     n = _binomial_note(f"{arch} k={k}", "fixpoint", row["fixpoint"], args.trials, t, pub["trials"])
                     if n:
                         notes.append(n)
+                    consistency.append(share_verdict(f"{arch} k={k} fixpoint", row["fixpoint"], args.trials,
+                                                     round(t * pub["trials"]), pub["trials"]))
                 elif isinstance(theirs, tuple):
                     cell = f"{theirs[0]:.1f}-{theirs[1]:.1f}"
                     inside = theirs[0] - 1e-9 <= row["fixpoint"] <= theirs[1] + 1e-9
                     diff = "inside" if inside else "outside"
+                    lo, hi = row["fixpoint_ci_low"], row["fixpoint_ci_high"]
+                    overlap = lo <= theirs[1] + 1e-9 and hi >= theirs[0] - 1e-9
+                    consistency.append(f"{arch} k={k} fixpoint: published range {cell}; ours {row['fixpoint']:.3f} "
+                                       f"[{lo:.3f}, {hi:.3f}] of {args.trials}: "
+                                       f"{'consistent with ours (the interval meets the range)' if overlap else 'not consistent with ours (the interval misses the range)'}.")
                 else:
                     cell, diff = "-", ""
                 table.append([arch, k, f"{args.trials} / {pub['trials']}", fmt_share(row["fixpoint"]), cell, diff,
@@ -343,4 +367,4 @@ def run_mixed(args, folder) -> Report:
                                                          f"mixed: {args.rounds} rounds", series, pub_series)},
                   {"networks per k": (args.trials, pub["trials"]), "rounds": (args.rounds, pub["rounds"]),
                    "k": (",".join(map(str, ks_list)), "0,50,...,500"), "lr": (args.lr, 0.01),
-                   "batch size": (args.batch_size or "full", 1)})
+                   "batch size": (args.batch_size or "full", 1)}, consistency=consistency)

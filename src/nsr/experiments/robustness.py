@@ -17,6 +17,7 @@ from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, make_replicator, noise_scales,
                                   nonnegative_int, positive_int, stream)
 from nsr.experiments.fixpoint_classes import train_epochs
+from nsr.experiments.intervals import mean_interval, mean_verdict, share_ci
 from nsr.fixpoints import FixpointClass, classify, distance, is_fixpoint, noise_label, time_noisy_clones
 
 __all__ = ["exponent", "noise_label", "time_clones", "stats", "fmt_stats", "run_robustness"]
@@ -108,8 +109,11 @@ def run_robustness(args, folder) -> Report:
             row = {"source": src, "noise": sc, "parents": len(sources[src]), "clones": len(r["time_to_vergence"])}
             for key in ("time_to_vergence", "time_as_fixpoint", "time_to_vergence_paper", "time_as_fixpoint_paper"):
                 mean, med, lo, hi = stats(r[key])
-                row.update({key: mean, f"{key}_median": med, f"{key}_min": lo, f"{key}_max": hi})
+                _, ci_lo, ci_hi, _ = mean_interval(r[key].double().tolist())
+                row.update({key: mean, f"{key}_ci_low": ci_lo, f"{key}_ci_high": ci_hi, f"{key}_median": med,
+                            f"{key}_min": lo, f"{key}_max": hi})
             row["unverged"] = float((r["time_to_vergence_paper"] >= args.max_steps).double().mean())
+            share_ci(row, "unverged", row["clones"])
             rows.append(row)
             tag = "robustness" if src == "hand_built" else f"robustness/{src}"
             folder.writer.add_scalar(f"{tag}/time_to_vergence/{noise_label(sc)}", row["time_to_vergence"], 0)
@@ -162,7 +166,7 @@ def run_robustness(args, folder) -> Report:
         d, sc = max(diffs)
         notes.append(f"Largest difference of our mean time to vergence (published count) from the published one: "
                      f"{d:.2f} self-applications, at noise {noise_label(sc)}.")
-    if trained_note:
+    if trained_note and "trained" in sources:
         d = distance(rep, sources["trained"]).double()
         notes.append(trained_note + f" A trained fixpoint is a fixpoint within epsilon only (its own distance "
                      f"max|F(w)-w| has median {float(d.median()):.1g}), so once the noise is far below that "
@@ -176,7 +180,15 @@ def run_robustness(args, folder) -> Report:
                 pubm = [pub[key][exponent(sc)][0] if exponent(sc) in pub[key] else None for sc in res]
             figs[f"{key}_{src}"] = figures.box_plots(groups, f"{src.replace('_', '-')} fixpoint: {label} "
                                                      "(published count)", label, pubm)
+    consistency = []
+    for sc, r in results["hand_built"].items():
+        k = exponent(sc)
+        if abs(sc - 10.0 ** -k) < 1e-3 * sc and k in pub["time_to_vergence"]:
+            for key, label in (("time_to_vergence", "time to vergence"), ("time_as_fixpoint", "time as fixpoint")):
+                consistency.append(mean_verdict(f"noise {noise_label(sc)}, {label}", r[f"{key}_paper"].double().tolist(),
+                                                pub[key][k][0], pub["trials"]))
     return Report(rows, headers, table, notes, figs,
                   {"clones per noise scale": (args.trials, pub["trials"]),
                    "self-applications at most": (args.max_steps, pub["max_steps"]),
-                   "noise scales": (",".join(noise_label(s) for s in args.noise), "1e0..1e-9")}, extra)
+                   "noise scales": (",".join(noise_label(s) for s in args.noise), "1e0..1e-9")}, extra,
+                  consistency=consistency)

@@ -4,9 +4,10 @@
     nsr experiment mixed_soup            # 10 soups of 10 per train 0, 10, ..., 100; 5 generations
     nsr experiment soup_trajectories     # a soup of 20, attack 0.1, train 30, 100 generations; PCA figures
 
-The soups evolve with :func:`nsr.soup.generation_step` (synchronous generations). All soups of a
-setting are one population (``soup_size``: partners are drawn within each soup); the settings of a
-sweep run one after another.
+The soups evolve with :func:`nsr.soup.generation_step`, by default in the published order
+(``--update sequential``: slot by slot; ``synchronous``: phase by phase). All soups of a setting are
+one population (``soup_size``: partners are drawn within each soup; the sequential order advances
+every soup's slot s at once); the settings of a sweep run one after another.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import torch
 from nsr.experiments import figures, published
 from nsr.experiments.base import (Report, add_common, add_training, architectures, bar, experiment, fmt_share,
                                   list_of, make_replicator, nonnegative_int, positive_int, probability, versus)
+from nsr.experiments.intervals import mean_ci, mean_interval, mean_verdict, percentile, shares_ci, wilson
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, shares
-from nsr.soup import ATTACKS, EVENT_COUNTS, LEARN_FROM, RESPAWNED, SoupParams, generation_step, initial_state
+from nsr.soup import (ATTACKS, EVENT_COUNTS, LEARN_FROM, RESPAWNED, UPDATES, SoupParams, generation_step,
+                      initial_state)
 
 
 def evolve_soups(rep, soups: int, size: int, generations: int, params: SoupParams, tick=None, record=False):
@@ -48,6 +51,19 @@ def evolve_soups(rep, soups: int, size: int, generations: int, params: SoupParam
     return out
 
 
+def add_update(p):
+    """``--update sequential|synchronous``: the order of a generation (default: the published one)."""
+    p.add_argument("--update", choices=UPDATES, default="sequential",
+                   help="order within a generation: 'sequential' (the published order: each particle in turn "
+                        "attacks, learns, trains and is checked) or 'synchronous' (phase by phase over all "
+                        "particles) (default sequential)")
+
+
+def per_soup_counts(classes: torch.Tensor, cls) -> list:
+    """How many particles of class ``cls`` each soup holds, from ``classes`` ``[soups, size]``."""
+    return (classes == int(cls)).sum(dim=1).tolist()
+
+
 def per_soup(classes: torch.Tensor) -> dict:
     """Mean count per soup of every class, from ``classes`` ``[soups, size]``."""
     return {c: float((classes == int(k)).sum(dim=1).double().mean()) for c, k in zip(CLASS_NAMES, FixpointClass)}
@@ -57,12 +73,15 @@ def _common_soup(p, soups, particles):
     add_common(p, soups, "soups per setting")
     p.add_argument("--particles", type=positive_int, default=particles, help=f"particles per soup (default {particles})")
     add_training(p)
+    add_update(p)
     p.add_argument("--remove-divergent", action="store_true", help="respawn divergent particles (default off, as published)")
     p.add_argument("--remove-zero", action="store_true", help="respawn zero fixpoints (default off, as published)")
 
 
-def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontrivial, pub_zero, tag):
-    """Run ``args.trials`` soups per value of ``param``; rows, table rows and the line series."""
+def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontrivial, pub_zero, tag, consistency,
+           pub_soups):
+    """Run ``args.trials`` soups per value of ``param``; rows, table rows and the line series; appends a
+    sentence per published number to ``consistency`` (published means of ``pub_soups`` soups)."""
     rep = make_replicator(arch, args)
     rows, table, ys_nt, ys_zero = [], [], [], []
     with bar(args, generations * len(values), f"{tag} {arch}") as pbar:
@@ -70,13 +89,20 @@ def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontriv
             w, events = evolve_soups(rep, args.trials, args.particles, generations, step_for(v), pbar.update)
             c = classify(rep, w.reshape(-1, w.shape[-1]), args.epsilon, args.second_order).view(args.trials, -1)
             s, ps = shares(c), per_soup(c)
-            row = {"architecture": arch, param: v, "soups": args.trials, "particles": args.particles, **s,
-                   "nontrivial_per_soup": ps["nontrivial"], "zero_per_soup": ps["zero"],
-                   **{f"events_{k}": sum(e.get(k, 0) for e in events) / args.trials for k in (ATTACKS, LEARN_FROM)}}
+            nt, zero = per_soup_counts(c, FixpointClass.NONTRIVIAL), per_soup_counts(c, FixpointClass.ZERO)
+            row = shares_ci({"architecture": arch, param: v, "soups": args.trials, "particles": args.particles,
+                             "update": args.update, **s}, CLASS_NAMES, args.trials * args.particles)
+            mean_ci(row, "nontrivial_per_soup", nt)
+            mean_ci(row, "zero_per_soup", zero)
+            row.update({f"events_{k}": sum(e.get(k, 0) for e in events) / args.trials for k in (ATTACKS, LEARN_FROM)})
             rows.append(row)
             folder.log_scalars(f"{tag}/{arch}", row, v)
             t_nt = pub_nontrivial[i] if pub_nontrivial is not None and i < len(pub_nontrivial) else None
             t_z = pub_zero[i] if pub_zero is not None and i < len(pub_zero) else None
+            if t_nt is not None:
+                consistency.append(mean_verdict(f"{arch} {param} {v}, non-trivial per soup", nt, t_nt, pub_soups))
+            if t_z is not None:
+                consistency.append(mean_verdict(f"{arch} {param} {v}, zero per soup", zero, t_z, pub_soups))
             table.append([arch, v, f"{args.trials} x {args.particles}", versus(ps["nontrivial"], t_nt),
                           "" if t_nt is None else f"{ps['nontrivial'] - t_nt:+.2f}", versus(ps["zero"], t_z),
                           fmt_share(ps["divergent"]), fmt_share(ps["other"])])
@@ -86,16 +112,21 @@ def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontriv
 
 
 def _soup_notes(args):
+    order = ("the published order (update sequential): slot by slot, each particle attacks a partner drawn from "
+             "all slots of its soup (itself included; the attack is written at once), learns from one, self-trains "
+             "and is checked for removal before the next slot's particle" if args.update == "sequential" else
+             "synchronous generations (update synchronous): every phase reads the genomes as they were when it "
+             "began, partners are always other particles, and a divergent particle neither attacks nor teaches; "
+             "the published code walked through the particles one after another (--update sequential)")
     return [
-        "Counts are per soup (mean over the soups), ours / published. The soups of a setting evolve as one "
-        "population (partners drawn within each soup); the published code ran them one after another.",
-        "Our soups are synchronous: every phase of a generation reads the genomes as they were when the phase "
-        "began, partners are always other particles, and a divergent particle neither attacks nor teaches. The "
-        "published code walked through the particles one after another (particle i saw particles < i already "
-        "updated, and could pick itself as partner).",
+        "Counts are per soup (mean over the soups, 95% t interval in results.csv), ours / published. The soups of "
+        "a setting evolve as one population (partners drawn within each soup); the published code ran them one "
+        "after another.",
+        f"Order within a generation: {order}.",
         f"Soups per setting: {args.trials} (published 10). With 10 soups the standard error of a per-soup mean is "
         "about a third of the spread between soups, so neighbouring settings of the published curve differ by "
-        "noise too.",
+        "noise too. Class shares in results.csv have Wilson intervals over all particles, which understate the "
+        "uncertainty (particles of one soup are not independent); the per-soup interval is the honest one.",
     ]
 
 
@@ -124,10 +155,11 @@ def run_learn_from_soup(args, folder) -> Report:
     def step_for(s):
         return SoupParams(learn_from_rate=args.learn_from_rate, learn_from_severity=s, train=args.train, lr=args.lr,
                           batch_size=args.batch_size, momentum=args.momentum, remove_divergent=args.remove_divergent,
-                          remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed)
+                          remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed, update=args.update)
 
+    consistency = []
     rows, table, ys, yz = _sweep(args, folder, args.architecture, "severity", sev, step_for, args.generations,
-                                 pub_nt, pub_z, "learn_from_soup")
+                                 pub_nt, pub_z, "learn_from_soup", consistency, pub["soups"])
     notes = _soup_notes(args) + [
         "The published run used sigmoid activations in its code (docs/science.md: linear for every published run; "
         f"ours: {args.activation}), no self-training (train 0) and no respawning."]
@@ -139,7 +171,8 @@ def run_learn_from_soup(args, folder) -> Report:
                   {"soups per severity": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
                    "generations": (args.generations, pub["generations"]),
                    "learn_from_rate": (args.learn_from_rate, pub["learn_from_rate"]),
-                   "severities": (",".join(map(str, sev)), "0,10,...,100")})
+                   "severities": (",".join(map(str, sev)), "0,10,...,100"),
+                   "order within a generation": (args.update, "sequential")}, consistency=consistency)
 
 
 def _sweep_columns(setting: str) -> list[str]:
@@ -167,7 +200,7 @@ def run_mixed_soup(args, folder) -> Report:
     non-trivial fixpoints per soup after a few generations."""
     pub = published.MIXED_SOUP
     trains = list(args.trains)
-    rows, table, series, pub_series = [], [], {}, {}
+    rows, table, series, pub_series, consistency = [], [], {}, {}, []
     for arch in args.architectures:
         theirs = pub["nontrivial_per_soup"].get(arch)
         pub_nt = [theirs[pub["trains"].index(t)] if theirs and t in pub["trains"] else None for t in trains]
@@ -175,10 +208,10 @@ def run_mixed_soup(args, folder) -> Report:
         def step_for(t):
             return SoupParams(attacking_rate=args.attacking_rate, train=t, lr=args.lr, batch_size=args.batch_size,
                               momentum=args.momentum, remove_divergent=args.remove_divergent,
-                              remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed)
+                              remove_zero=args.remove_zero, epsilon=args.epsilon, seed=args.seed, update=args.update)
 
         r, t, ys, _ = _sweep(args, folder, arch, "trains", trains, step_for, args.generations, pub_nt, None,
-                             "mixed_soup")
+                             "mixed_soup", consistency, pub["soups"])
         rows += r
         table += t
         series[arch] = (trains, ys)
@@ -193,7 +226,8 @@ def run_mixed_soup(args, folder) -> Report:
                   {"soups per setting": (args.trials, pub["soups"]), "particles": (args.particles, pub["particles"]),
                    "generations": (args.generations, pub["generations"]),
                    "attacking_rate": (args.attacking_rate, pub["attacking_rate"]),
-                   "trains": (",".join(map(str, trains)), "0,10,...,100")})
+                   "trains": (",".join(map(str, trains)), "0,10,...,100"),
+                   "order within a generation": (args.update, "sequential")}, consistency=consistency)
 
 
 # ---- soup_trajectories -----------------------------------------------------------------------------
@@ -206,6 +240,7 @@ def _st_args(p):
     p.add_argument("--learn-from-severity", type=nonnegative_int, default=1, help="learn_from epochs (default 1)")
     p.add_argument("--train", type=nonnegative_int, default=30, help="self-training epochs per generation (default 30)")
     add_training(p)
+    add_update(p)
     p.add_argument("--keep-divergent", action="store_true", help="do not respawn divergent particles (default: respawn)")
     p.add_argument("--keep-zero", action="store_true", help="do not respawn zero fixpoints (default: respawn)")
     p.add_argument("--architecture", choices=("weightwise", "aggregating", "recurrent"), default="weightwise",
@@ -221,7 +256,7 @@ def run_soup_trajectories(args, folder) -> Report:
     params = SoupParams(attacking_rate=args.attacking_rate, learn_from_rate=args.learn_from_rate,
                         learn_from_severity=args.learn_from_severity, train=args.train, lr=args.lr,
                         batch_size=args.batch_size, momentum=args.momentum, remove_divergent=not args.keep_divergent,
-                        remove_zero=not args.keep_zero, epsilon=args.epsilon, seed=args.seed)
+                        remove_zero=not args.keep_zero, epsilon=args.epsilon, seed=args.seed, update=args.update)
     with bar(args, args.generations, "soup") as pbar:
         w, events, traj, ids = evolve_soups(rep, args.trials, args.particles, args.generations, params,
                                             pbar.update, record=True)
@@ -234,9 +269,37 @@ def run_soup_trajectories(args, folder) -> Report:
             folder.log_scalars("soup_trajectories/events_per_soup", {k: v / S for k, v in events[g - 1].items()}, g)
     final = cls[:, -1]
     s, ps = shares(final), per_soup(final)
-    rows = [{"soup": i, "particles": P, "generations": args.generations, **shares(final[i])} for i in range(S)]
-    rows.append({"soup": "all", "particles": P, "generations": args.generations, **s,
-                 **{f"{k}_per_soup": sum(e.get(k, 0) for e in events) / S for k in (ATTACKS, RESPAWNED)}})
+    rows = [{"soup": i, "particles": P, "generations": args.generations, "update": args.update, **shares(final[i])}
+            for i in range(S)]
+    nt = per_soup_counts(final, FixpointClass.NONTRIVIAL)  # [S] the final non-trivial count of every soup
+    k_pub = pub["counts"]["nontrivial"]
+    at_most = sum(1 for x in nt if x <= k_pub)
+    at_least = sum(1 for x in nt if x >= k_pub)
+    lo, hi = wilson(at_most, S)
+    summary = shares_ci({"soup": "all", "particles": P, "generations": args.generations, "update": args.update, **s},
+                        CLASS_NAMES, S * P)
+    mean_ci(summary, "nontrivial_per_soup", nt)
+    summary.update({"nontrivial_at_most_published": at_most / S, "nontrivial_at_most_published_ci_low": lo,
+                    "nontrivial_at_most_published_ci_high": hi, "published_percentile": percentile(nt, k_pub),
+                    **{f"{k}_per_soup": sum(e.get(k, 0) for e in events) / S for k in (ATTACKS, RESPAWNED)}})
+    rows.append(summary)
+    p_two = min(1.0, 2 * min(at_most, at_least) / S)
+    dist = [[k, c, f"{c / S:.3f}", f"{sum(1 for x in nt if x <= k) / S:.3f}"]
+            for k, c in enumerate(torch.bincount(torch.tensor(nt, dtype=torch.long), minlength=P + 1).tolist()) if c]
+    from nsr.experiments.runfolder import markdown_table
+
+    extra = (f"## The final non-trivial count per soup ({S} soups, update {args.update})\n\n"
+             + markdown_table(["non-trivial at the end", "soups", "share", "share with at most this many"], dist)
+             + f"\n\nThe published soup ({k_pub} non-trivial of {pub['particles']}) falls at percentile "
+             f"{summary['published_percentile']:.1f} of ours (mid-rank); {at_most / S:.3f} [{lo:.3f}, {hi:.3f}] of our "
+             f"soups end with at most {k_pub} non-trivial.")
+    consistency = [f"non-trivial at the end of one soup: published {k_pub} of {pub['particles']}; ours "
+                   f"{summary['nontrivial_per_soup']:.2f} per soup [{summary['nontrivial_per_soup_ci_low']:.2f}, "
+                   f"{summary['nontrivial_per_soup_ci_high']:.2f}] over {S} soups, and {at_most} of {S} soups end with at "
+                   f"most {k_pub}. One soup as far out as the published one comes up with probability {p_two:.2g} "
+                   f"(two-sided): "
+                   + ("consistent with ours." if S >= 20 and p_two >= 0.05 else
+                      "too few soups to judge." if S < 20 else "unlikely under ours.")]
     n = pub["particles"]
     table = [[c, versus(ps[c], pub["counts"].get(c)), versus(s[c], pub["counts"][c] / n if c in pub["counts"] else None)]
              for c in CLASS_NAMES]
@@ -248,18 +311,26 @@ def run_soup_trajectories(args, folder) -> Report:
                                                             "generations", three_d=True),
             "classes_over_generations": figures.sweep_lines(
                 "generation", "share of particles", "soup: classes per generation",
-                {c: (list(range(G1)), [shares(cls[:, g])[c] for g in range(G1)]) for c in CLASS_NAMES})}
+                {c: (list(range(G1)), [shares(cls[:, g])[c] for g in range(G1)]) for c in CLASS_NAMES}),
+            "nontrivial_per_soup": figures.count_histogram(
+                nt, P, "non-trivial particles at the end", f"{S} soups of {P}, update {args.update}: final "
+                "non-trivial count", k_pub)}
     notes = [f"Published (one soup of {n}): {pub['counts']['nontrivial']} non-trivial, {pub['counts']['other']} other "
              "at the end. Ours: counts per soup (mean over soups) and shares.",
              "Respawned particles (divergent or zero ones replaced by fresh random genomes) start new trajectories; "
              "the PCA is fitted on all recorded generations of all particles of soup 0.",
-             "Our soups are synchronous (every phase reads the genomes as they were when it began, and every "
-             "particle self-trains after the attack phase); the published code updated the particles one after "
-             "another, so a particle attacked by a later particle, after its own training, ended the generation "
-             f"perturbed and untrained (about attacking_rate x particles / 2 = {args.attacking_rate * P / 2:.1f} "
-             "per generation). Counted at that moment such particles are 'other' rather than non-trivial; this "
-             "and the single published run (one soup) account for part of the difference."]
+             "Order within a generation: " + ("the published one (update sequential): slot by slot, each particle "
+                                              "attacks (a partner from all slots, itself included), trains and is "
+                                              "checked in turn, so a particle attacked after its own turn ends the "
+                                              "generation perturbed." if args.update == "sequential" else
+                                              "synchronous (every phase reads the genomes as they were when it began, "
+                                              "and every particle self-trains after the attack phase); the published "
+                                              "code updated the particles one after another (--update sequential)."),
+             "The outcome is bimodal over soups: most calm down to (nearly) all non-trivial, turbulent ones (many late "
+             "disruptive attacks) end near half; the published run is one soup, so compare it with the distribution "
+             "(the histogram and the table above), not with the mean."]
     return Report(rows, ["class", "per soup ours / published", "share ours / published"], table, notes, figs,
                   {"particles": (P, n), "soups": (S, 1), "generations": (args.generations, pub["generations"]),
                    "attacking_rate": (args.attacking_rate, pub["attacking_rate"]), "train": (args.train, pub["train"]),
-                   "respawn divergent / zero": (f"{not args.keep_divergent} / {not args.keep_zero}", "True / True")})
+                   "respawn divergent / zero": (f"{not args.keep_divergent} / {not args.keep_zero}", "True / True"),
+                   "order within a generation": (args.update, "sequential")}, extra, consistency)

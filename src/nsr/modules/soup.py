@@ -30,7 +30,7 @@ from nsr.modules.population import PopulationModule
 from nsr.modules.strategy import SoupStrategy, check_sharding_strategy, population_shard  # noqa: F401 (re-exported)
 from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.sharding import Shard, gather_rows
-from nsr.soup import EVENT_COUNTS, SoupParams, SoupState, generation_step, initial_state
+from nsr.soup import EVENT_COUNTS, SoupParams, SoupState, generation_step, initial_state, soup_bounds
 
 
 class GenerationSteps(Dataset):
@@ -69,6 +69,8 @@ class SoupModule(PopulationModule):
     and ``shuffle`` are the training hyper-parameters of ``nsr.training``; ``epsilon`` the fixpoint
     tolerance used for zero particles and by the fixpoint callbacks. ``soup_size`` splits the
     population into independent soups of that many consecutive particles (default: one soup).
+    ``update`` is ``"synchronous"`` (phase by phase, the default; it scales) or ``"sequential"`` (the
+    published order, slot by slot; on several devices each process then holds whole soups).
     All of them but ``size`` are validated once into ``self.params``, an :class:`nsr.soup.SoupParams`.
 
     A :class:`nsr.modules.PopulationModule`: ``population`` is this process's ``[P_local, W]``,
@@ -82,7 +84,7 @@ class SoupModule(PopulationModule):
                  learn_from_rate: float = 0.0, learn_from_severity: int = 1, train: int = 0, lr: float = 0.01,
                  batch_size: Optional[int] = 1, momentum: float = 0.0, shuffle: bool = True,
                  remove_divergent: bool = True, remove_zero: bool = False, epsilon: float = 1e-4,
-                 seed: Optional[int] = None, soup_size: Optional[int] = None):
+                 seed: Optional[int] = None, soup_size: Optional[int] = None, update: str = "synchronous"):
         super().__init__()
         if replicator is None:
             replicator = Weightwise()
@@ -97,7 +99,7 @@ class SoupModule(PopulationModule):
         params = SoupParams(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate,
                             learn_from_severity=learn_from_severity, train=train, lr=lr, batch_size=batch_size,
                             momentum=momentum, shuffle=shuffle, remove_divergent=remove_divergent,
-                            remove_zero=remove_zero, epsilon=epsilon, seed=seed, soup_size=soup_size)
+                            remove_zero=remove_zero, epsilon=epsilon, seed=seed, soup_size=soup_size, update=update)
         params.check_size(size)
         self.save_hyperparameters(ignore=["replicator"])
         self.hparams["replicator"] = replicator.to_config()
@@ -156,6 +158,9 @@ class SoupModule(PopulationModule):
     @property
     def shard(self) -> Shard:
         """This process's slice of the population (the whole population outside a distributed run)."""
+        if self.params.update == "sequential":  # the sequential order visits a soup's slots in turn: whole soups
+            return population_shard(self._trainer, self.size,
+                                    lambda size, world: soup_bounds(size, world, self.params.soup_size or size))
         return population_shard(self._trainer, self.size)
 
     def _set_state(self, state: SoupState) -> None:

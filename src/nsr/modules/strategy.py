@@ -90,11 +90,12 @@ def check_sharding_strategy(strategy, what: str,
                      f"own particles: use {use}")
 
 
-def population_shard(trainer, size: int) -> Shard:
+def population_shard(trainer, size: int, bounds=shard_bounds) -> Shard:
     """This process's contiguous slice of a population of ``size`` particles (the whole population
-    outside a distributed run); its ``all_gather`` is the strategy's."""
+    outside a distributed run); its ``all_gather`` is the strategy's. ``bounds(size, world)`` gives
+    the slices' cumulative offsets (default: balanced slices)."""
     world = trainer.world_size if trainer is not None else 1
     if world == 1:
         return whole(size)
     strategy = trainer.strategy
-    return Shard(shard_bounds(size, world), trainer.global_rank, lambda x: strategy.all_gather(x))
+    return Shard(bounds(size, world), trainer.global_rank, lambda x: strategy.all_gather(x))

@@ -9,7 +9,7 @@ True
 import importlib
 
 from nsr.replicators.aggregating import Aggregating
-from nsr.replicators.base import ACTIVATIONS, Replicator, mse
+from nsr.replicators.base import ACTIVATIONS, ORTHOGONAL, Replicator, mse
 from nsr.replicators.recurrent import Recurrent
 from nsr.replicators.weightwise import Weightwise
 
@@ -42,4 +42,4 @@ def from_config(config: dict) -> Replicator:
     return cls(**config.get("init_args", {}))
 
 
-__all__ = ["Replicator", "Weightwise", "Aggregating", "Recurrent", "ARCHITECTURES", "ACTIVATIONS", "from_config", "mse"]
+__all__ = ["Replicator", "Weightwise", "Aggregating", "Recurrent", "ARCHITECTURES", "ACTIVATIONS", "ORTHOGONAL", "from_config", "mse"]

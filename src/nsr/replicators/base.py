@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import numpy as np
 import torch
 
 from nsr import kernels as fused
@@ -19,6 +20,9 @@ def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
+
+
+ORTHOGONAL = ("keras2", "uniform")  # the orthogonal initialisers (Replicator.orthogonal)
 
 
 def check_choice(name: str, value, choices) -> str:
@@ -40,6 +44,7 @@ class Replicator:
 
     shapes: list[tuple[int, int]]
     recurrent: tuple[int, ...] = ()
+    orthogonal: str = "keras2"  # how kernels in `recurrent` are drawn: "keras2" (published) or "uniform"
     activation: str = "linear"
     kernel = None  # a kernel family (nsr.kernels) bound to this replicator, or None: autograd
 
@@ -83,7 +88,9 @@ class Replicator:
         """``[P, W]`` float32 random genomes with Keras' default initialisers.
 
         Kernels are glorot-uniform (limit sqrt(6 / (fan_in + fan_out))); recurrent kernels are
-        orthogonal. Deterministic for a given ``torch.Generator`` (or :class:`nsr.random.KeyedStream`).
+        orthogonal, drawn as ``self.orthogonal`` says (:func:`orthogonal_keras2`, the published one, or
+        :func:`orthogonal_uniform`). Deterministic for a given ``torch.Generator`` (or
+        :class:`nsr.random.KeyedStream`).
         """
         check_positive_int("P", P)
         u = uniform(generator, P, self._num_init_uniforms(), device=device)  # [P, U]
@@ -91,9 +98,10 @@ class Replicator:
         for k, (i, o) in enumerate(self.shapes):
             if k in self.recurrent:
                 n = i * o
-                a = normal_from_uniform(u[:, pos:pos + n], u[:, pos + n:pos + 2 * n]).view(P, i, o)
+                a = normal_from_uniform(u[:, pos:pos + n].double(), u[:, pos + n:pos + 2 * n].double())
                 pos += 2 * n
-                parts.append(_orthogonal(a).reshape(P, n))
+                q = ORTHOGONAL_INITS[self.orthogonal](a.view(P, i, o))  # [P, i, o]
+                parts.append(q.to(u.dtype).reshape(P, n))
             else:
                 limit = math.sqrt(6.0 / (i + o))
                 parts.append((u[:, pos:pos + i * o] * 2.0 - 1.0) * limit)
@@ -175,8 +183,25 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out - y).pow(2).flatten(1).mean(1)
 
 
-def _orthogonal(a: torch.Tensor) -> torch.Tensor:
-    """Keras' orthogonal initialiser on a batch of normal matrices ``[P, r, c]``."""
+def orthogonal_keras2(a: torch.Tensor) -> torch.Tensor:
+    """The orthogonal initialiser of Keras 2 (2.1-2.2, the published runs) on a batch of standard normal
+    matrices ``a`` ``[P, r, c]``: numpy's ``u, _, v = svd(a, full_matrices=False)``, then ``q = u if
+    u.shape == (r, c) else v`` (gain 1).
+
+    The factor (its signs) is a deterministic function of ``a`` fixed by LAPACK's SVD as numpy calls it
+    (float64), so this runs numpy's batched SVD on the CPU whatever the device (torch's SVD may pick other
+    signs, e.g. for wide matrices). Its law is not uniform over orthogonal matrices: a 2x2 kernel is
+    always a reflection (determinant -1), a 3x3 one always a rotation.
+    """
+    P, r, c = a.shape
+    u, _, vh = np.linalg.svd(a.detach().to("cpu", torch.float64).numpy(), full_matrices=False)  # [P, r, m], [P, m, c]
+    q = u if r >= c else vh  # the factor of shape [r, c], as Keras picks it
+    return torch.from_numpy(np.ascontiguousarray(q)).to(a.device)
+
+
+def orthogonal_uniform(a: torch.Tensor) -> torch.Tensor:
+    """An orthogonal matrix uniform over the orthogonal group (Haar; TensorFlow 2's and PyTorch's
+    initialiser): QR of the normal matrices ``a`` ``[P, r, c]`` with the signs of R's diagonal."""
     P, r, c = a.shape
     flat = a if r >= c else a.transpose(1, 2)  # [P, max, min]
     q, rr = torch.linalg.qr(flat)
@@ -184,6 +209,9 @@ def _orthogonal(a: torch.Tensor) -> torch.Tensor:
     d = torch.where(d == 0, torch.ones_like(d), d)
     q = q * d[:, None, :]
     return q if r >= c else q.transpose(1, 2)
+
+
+ORTHOGONAL_INITS = {"keras2": orthogonal_keras2, "uniform": orthogonal_uniform}
 
 
 class MLPReplicator(Replicator):

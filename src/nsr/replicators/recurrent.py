@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from nsr.kernels import RNNKernel
-from nsr.replicators.base import ACTIVATIONS, Replicator, activate, check_choice, check_positive_int
+from nsr.replicators.base import ACTIVATIONS, ORTHOGONAL, Replicator, activate, check_choice, check_positive_int
 
 
 class Recurrent(Replicator):
@@ -13,16 +13,19 @@ class Recurrent(Replicator):
     The genome is read one scalar per step; output step k is the new w_k. Each layer computes
     ``h_t = act(x_t @ kernel + h_{t-1} @ recurrent_kernel)`` with h_0 = 0 (Keras' SimpleRNN, no
     bias). Genome layout per layer: input kernel [in, units], then recurrent kernel [units, units].
-    One sample (the whole sequence) per genome.
+    One sample (the whole sequence) per genome. ``orthogonal`` says how the recurrent kernels are
+    drawn: ``"keras2"`` (the published Keras 2 initialiser, SVD-based: a 2x2 kernel is always a
+    reflection) or ``"uniform"`` (uniform over orthogonal matrices, QR-based as TensorFlow 2 and PyTorch).
 
     >>> Recurrent().num_weights
     17
     """
 
-    def __init__(self, width: int = 2, depth: int = 2, activation: str = "linear"):
+    def __init__(self, width: int = 2, depth: int = 2, activation: str = "linear", orthogonal: str = "keras2"):
         self.width = check_positive_int("width", width)
         self.depth = check_positive_int("depth", depth)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.orthogonal = check_choice("orthogonal", orthogonal, ORTHOGONAL)
         units = [width] * depth + [1]
         ins = [1] + units[:-1]
         self.shapes = []
@@ -33,7 +36,7 @@ class Recurrent(Replicator):
 
     @property
     def hparams(self):
-        return {"width": self.width, "depth": self.depth, "activation": self.activation}
+        return {"width": self.width, "depth": self.depth, "activation": self.activation, "orthogonal": self.orthogonal}
 
     def samples(self, w):
         self.check_weights(w)
