@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from nsr.checkpoint import check_compatible
-from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon, classify, distance, shares
-from nsr.replicators import Replicator, Weightwise, from_config, mse
+from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon
+from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.modules.population import PopulationModule
 from nsr.training import check_hyperparameters, sgd_step, take, train_epoch, train_epoch_steps
 
@@ -177,22 +177,6 @@ class ReplicatorModule(PopulationModule):
 
         return train_epoch_steps(self.replicator, self.population.clone(), x, y, lr, batch_size, momentum, shuffle,
                                  self.generator, velocity, ranks=R, step_grad=step_grad)
-
-    # ---- validation: the population as it is ----------------------------------------------------
-    def validation_step(self, batch, batch_idx):
-        w = self.population
-        x, y = self.replicator.samples(w)
-        loss = mse(self.replicator.forward(w, x), y)  # [P]
-        finite = torch.isfinite(loss)
-        self.log("val/loss", loss[finite].mean() if bool(finite.any()) else torch.tensor(math.nan),
-                 on_epoch=True, batch_size=1)
-        d = distance(self.replicator, w)
-        finite = torch.isfinite(d)
-        self.log("val/distance", d[finite].mean() if bool(finite.any()) else torch.tensor(math.nan),
-                 on_epoch=True, batch_size=1)
-        classes = classify(self.replicator, w, self.epsilon, self.second_order)
-        for name, share in shares(classes).items():
-            self.log(f"val/{name}", share, on_epoch=True, batch_size=1)
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

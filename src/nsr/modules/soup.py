@@ -81,6 +81,15 @@ class SoupStrategy(DDPStrategy):
             return super().setup_distributed()
         self.set_world_ranks()  # one process: no process group, collectives are the identity
 
+    def setup(self, trainer) -> None:
+        if trainer.state.fn == "fit":
+            return super().setup(trainer)
+        # validating: DDP would broadcast rank 0's module state, i.e. its particles; each rank's are its own
+        self.accelerator.setup(trainer)
+        self.precision_plugin.convert_module(self.model)
+        self.model_to_device()
+        self.setup_precision_plugin()
+
     def all_gather(self, tensor: torch.Tensor, group=None, sync_grads: bool = False) -> torch.Tensor:
         """``[world, ...]``: ``tensor`` from every process, in rank order (no autograd)."""
         if not torch.distributed.is_available() or not torch.distributed.is_initialized():
@@ -227,6 +236,7 @@ class SoupModule(PopulationModule):
     def setup(self, stage: str) -> None:
         # the soup's loader only counts generations: more workers would not help
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks is zero.*")  # no validation in fit
         strategy = self.trainer.strategy
         if not isinstance(strategy, (SoupStrategy, SingleDeviceStrategy)):
             raise ValueError(f"trainer.strategy: a soup is sharded over devices and cannot use "
@@ -243,6 +253,11 @@ class SoupModule(PopulationModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(GenerationSteps(1), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        # `nsr validate` measures the soup as it is (PopulationModule.validation_step); a fit does
+        # not validate every generation (no batches then)
+        return DataLoader(GenerationSteps(0 if self.trainer.state.fn == "fit" else 1), batch_size=None)
 
     def configure_optimizers(self):
         return GenerationCounter()  # the genomes are updated by nsr.soup; this only counts generations
