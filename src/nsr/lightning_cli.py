@@ -107,7 +107,7 @@ class NSRCLI(LightningCLI):
             return
         if self.subcommand == "fit" and trainer.get("max_epochs") == 0:
             raise ValueError("trainer.max_epochs: 0 trains nothing; give a number of epochs >= 1 (-1: no limit)")
-        _place_logger(cfg)
+        _place_logger(cfg, getattr(self, "_checkpoint", None))
         # `--trainer.enable_progress_bar false` also drops a config's progress-bar callback
         # (Lightning refuses the combination)
         if trainer.get("enable_progress_bar") is not False or not trainer.get("callbacks"):
@@ -142,7 +142,7 @@ class NSRCLI(LightningCLI):
         if _is_checkpoint_file(path):
             from nsr.checkpoint import read_checkpoint
 
-            read_checkpoint(path)
+            self._checkpoint = read_checkpoint(path)
 
     def _check_ckpt(self):
         path = self._get(self.config, "ckpt_path")
@@ -176,9 +176,11 @@ class NSRCLI(LightningCLI):
         self._check_ckpt()
 
 
-def _place_logger(cfg) -> None:
+def _place_logger(cfg, checkpoint=None) -> None:
     """Where the run's TensorBoard folder goes: ``default_root_dir`` (unless the logger's
-    ``save_dir`` was given), and for ``--ckpt_path`` inside a run folder, that run folder."""
+    ``save_dir`` was given), and for ``--ckpt_path`` inside a run folder, that run folder (named
+    as the run named it, so that ``ModelCheckpoint`` recognises its folder and rewrites the same
+    file)."""
     logger = cfg["trainer"].get("logger")
     if logger is None or isinstance(logger, (bool, list)) or "init_args" not in logger:
         return
@@ -188,25 +190,30 @@ def _place_logger(cfg) -> None:
     root = cfg["trainer"].get("default_root_dir")
     if root is not None and os.fspath(args["save_dir"]) == ".":
         args["save_dir"] = os.fspath(root)
-    run_dir = _run_folder(cfg.get("ckpt_path"))
+    run_dir = _run_folder(cfg.get("ckpt_path"), checkpoint)
     if run_dir is not None and not cfg.get("new_version") and args.get("version") is None and "name" in args:
         parent = os.path.dirname(run_dir)
-        args["save_dir"], args["name"], args["version"] = os.path.dirname(parent), os.path.basename(parent), \
+        args["save_dir"], args["name"], args["version"] = os.path.dirname(parent) or ".", os.path.basename(parent), \
             os.path.basename(run_dir)
 
 
-def _run_folder(ckpt_path):
+def _run_folder(ckpt_path, checkpoint=None):
     """The run folder a checkpoint was written into (``<run>/checkpoints/x.ckpt``, ``<run>`` holding
-    the run's ``config.yaml`` or ``hparams.yaml``), or None."""
+    the run's ``config.yaml`` or ``hparams.yaml``), spelled as the run's ``ModelCheckpoint`` spelled
+    it where that names the same folder; None if the checkpoint lies elsewhere."""
     if not _is_checkpoint_file(ckpt_path) or not os.path.isfile(ckpt_path):
         return None
-    folder = os.path.dirname(os.path.abspath(ckpt_path))
-    run = os.path.dirname(folder)
-    if os.path.basename(folder) != "checkpoints":
+    folder = os.path.dirname(ckpt_path)
+    run = os.path.dirname(os.path.abspath(folder))
+    if os.path.basename(os.path.abspath(folder)) != "checkpoints":
         return None
     if not any(os.path.isfile(os.path.join(run, f)) for f in ("config.yaml", "hparams.yaml")):
         return None
-    return run
+    for state in ((checkpoint or {}).get("callbacks") or {}).values():
+        saved = state.get("dirpath") if isinstance(state, dict) else None
+        if isinstance(saved, str) and os.path.realpath(saved) == os.path.realpath(folder):
+            return os.path.dirname(saved)
+    return os.path.dirname(folder) if os.path.dirname(folder) else run
 
 
 def _qualified(message: str, cfg) -> str:

@@ -61,7 +61,7 @@ class PopulationModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         """``val/loss`` (mean self-replication error over the finite particles), ``val/distance`` and
         the class shares ``val/<class>`` of the whole population as it is. They go to the loggers at
-        the epoch the population has trained (a checkpoint's when validating one), so a validated
+        the step the population has trained to (a checkpoint's when validating one), so a validated
         checkpoint's values sit on its run's curves."""
         from nsr.replicators import mse
 
@@ -72,12 +72,11 @@ class PopulationModule(L.LightningModule):
         metrics = {"val/loss": _finite_mean(loss), "val/distance": _finite_mean(d)}
         metrics.update({f"val/{name}": float(v) for name, v in
                         shares(classify(self.replicator, w, self.epsilon, self.second_order)).items()})
-        for name, value in metrics.items():  # the printed table and callback_metrics
-            self.log(name, value, on_epoch=True, batch_size=1, logger=False)
-        trainer = self.trainer
-        step = trainer.global_step if trainer.state.fn == "fit" else getattr(self, "_checkpoint_step", None)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step if step is None else step)
+        for name, value in metrics.items():
+            self.log(name, value, on_epoch=True, batch_size=1)
+        step = getattr(self, "_checkpoint_step", None)
+        if self.trainer.state.fn != "fit" and step is not None:
+            self.log("step", float(step), on_epoch=True, batch_size=1)  # Lightning logs at this step
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def resume_population(self) -> Optional[int]:
