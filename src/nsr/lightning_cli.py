@@ -105,8 +105,11 @@ class NSRCLI(LightningCLI):
         trainer = cfg.get("trainer")
         if trainer is None:
             return
-        if self.subcommand == "fit" and trainer.get("max_epochs") == 0:
+        epochs = trainer.get("max_epochs")
+        if self.subcommand == "fit" and epochs == 0:
             raise ValueError("trainer.max_epochs: 0 trains nothing; give a number of epochs >= 1 (-1: no limit)")
+        if isinstance(epochs, int) and epochs < -1:
+            raise ValueError(f"trainer.max_epochs: must be a number of epochs >= 1 (-1: no limit), got {epochs}")
         _place_logger(cfg, getattr(self, "_checkpoint", None))
         # `--trainer.enable_progress_bar false` also drops a config's progress-bar callback
         # (Lightning refuses the combination)

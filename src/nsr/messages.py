@@ -19,6 +19,8 @@ def one_line(message: str, limit: int = 300) -> str:
     'model.init_args.lr: must be a finite number, got nan'
     >>> one_line('Parser key "model.init_args.population":\\n  Expected a int. Got value: x')
     "model.init_args.population: expected an integer, got 'x'"
+    >>> one_line('Parser key "trainer.max_epochs":\n  Expected a int')
+    'trainer.max_epochs: expected an integer'
     """
     path, leaves = [], []
     for raw in str(message).splitlines():
@@ -39,8 +41,8 @@ def one_line(message: str, limit: int = 300) -> str:
     text = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text)
     text = re.sub(r"Expected a float\. Got value: ([+-]?(?:nan|inf|infinity))\b", r"must be a finite number, got \1", text,
                   flags=re.IGNORECASE)
-    text = re.sub(r"Expected an? (int|float|bool)\. Got value: (.*?)(?=;|$)",
-                  lambda m: f"expected {_TYPE_NAMES[m.group(1)]}, got {m.group(2)!r}", text)
+    text = re.sub(r"Expected an? (int|float|bool)\b\.?(?: Got value: (.*?)(?=;|$))?",
+                  lambda m: f"expected {_TYPE_NAMES[m.group(1)]}" + (f", got {m.group(2)!r}" if m.group(2) else ""), text)
     if path:
         text = ".".join(path) + ": " + text
     text = re.sub(r"\s+", " ", text)
