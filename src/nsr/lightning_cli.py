@@ -264,15 +264,18 @@ def check_writable(folder: str) -> None:
 
 
 def _ensure_fixpoint_monitor(trainer) -> None:
-    """Every fit logs the fixpoint scalars and prints the summary, even if a config forgot the monitor."""
+    """Every fit logs the fixpoint scalars and prints the summary, even if a config forgot the
+    monitor, and ends cleanly on Ctrl-C (``StopOnInterrupt``)."""
     from lightning.pytorch.callbacks import Checkpoint
 
-    from nsr.callbacks import FixpointMonitor
+    from nsr.callbacks import FixpointMonitor, StopOnInterrupt
 
-    if any(isinstance(c, FixpointMonitor) for c in trainer.callbacks):
-        return
     where = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, Checkpoint)), len(trainer.callbacks))
-    trainer.callbacks.insert(where, FixpointMonitor())
+    if not any(isinstance(c, FixpointMonitor) for c in trainer.callbacks):
+        trainer.callbacks.insert(where, FixpointMonitor())
+        where += 1
+    if not any(isinstance(c, StopOnInterrupt) for c in trainer.callbacks):  # after the monitor: its summary first
+        trainer.callbacks.insert(where, StopOnInterrupt())
 
 
 def _user_errors():
@@ -303,14 +306,16 @@ def cli(args=None) -> NSRCLI:
 
 def run(argv: list[str], debug: bool = False) -> int:
     """``nsr fit|validate ...``: the exit status (0 on success, 2 on a user error, 1 when a file
-    cannot be written), every failure reported in one line ``error: ...``."""
+    cannot be written, 130 after Ctrl-C), every failure reported in one line ``error: ...``."""
     tips = _DropTips()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(tips)
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         try:
-            cli(argv)
+            done = cli(argv)
+            if any(getattr(c, "interrupted", False) for c in getattr(done.trainer, "callbacks", [])):
+                return 130  # Ctrl-C: stopped cleanly, resumable
         except SystemExit as e:  # --help, --print_config, Ctrl-C
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         except AtomicWriteError as e:  # e.g. no space left while writing a checkpoint

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
@@ -56,26 +55,6 @@ class FixpointMonitor(Callback):
         self.final = self.summarize(trainer, pl_module)
         if self.final is not None:
             log_final_hparams(trainer, pl_module, self.final)
-
-    def on_exception(self, trainer, pl_module, exception):
-        """Ctrl-C: the summary of the population as it is, and the command that resumes the run
-        from its last checkpoint."""
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
-            return
-        if trainer.world_size == 1:  # collectives cannot be trusted while other ranks stop
-            self.final = self.summarize(trainer, pl_module)
-            print(format_summary(self.final), flush=True)
-        ckpt = trainer.checkpoint_callback
-        path = (getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")) if ckpt else ""
-        log_dir = trainer.loggers[0].log_dir if trainer.loggers else None  # no broadcast: other ranks may be gone
-        if path and os.path.isfile(path):
-            config = os.path.join(log_dir, "config.yaml") if log_dir else None
-            config = config if config and os.path.isfile(config) else "CONFIG"
-            print(f"nsr: interrupted after {trainer.current_epoch} {time_unit(pl_module)}s; resume with\n"
-                  f"  nsr fit --config {config} --ckpt_path {path}", flush=True)
-        else:
-            print(f"nsr: interrupted after {trainer.current_epoch} {time_unit(pl_module)}s, before the first "
-                  f"checkpoint: nothing to resume", flush=True)
 
     def summarize(self, trainer, pl_module) -> Optional[dict]:
         """The summary of the population as it is (on rank 0; None elsewhere): class shares and
