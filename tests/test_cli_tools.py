@@ -103,6 +103,9 @@ def test_resuming_continues_the_runs_own_folder_and_curves_unless_asked(nsr, tmp
     assert torch.load(ckpt, weights_only=True)["global_step"] == 4
     run = nsr(*shrunk("weightwise", 3, 5), *QUIET, "--ckpt_path", str(ckpt), "--new_version", "true")
     assert run.status == 0 and run.log_dir.name == "version_1"
+    run = nsr(*shrunk("weightwise", 3, 5), *QUIET, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", "branch")
+    assert run.status == 0 and (tmp_path / "branch/lightning_logs/version_0/checkpoints/last.ckpt").is_file()
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 4  # a run asked for elsewhere leaves the source alone
 
 
 def test_soup_run_checkpoints_once_validates_inspects_and_exports(nsr, tmp_path):

@@ -123,8 +123,9 @@ def test_two_process_data_parallel_fine_tuning_matches_one_device(nsr, tmp_path)
                         nsr_checkpoint(tmp_path / "trained.ckpt", rep, trained)))
     assert start.status == 0, start.err
     tune = ["--ckpt_path", str(start.last_ckpt), "--trainer.enable_progress_bar", "false"]
+    # two runs from the same checkpoint: the first in a new folder (resuming would continue, and rewrite, the start's)
     # two ranks take one sample each per step and average: one step on two samples, as batch size 2 on one device
-    one = nsr(*shrunk("weightwise", 6, 6, "--data.init_args.batch_size", "2", *tune))
+    one = nsr(*shrunk("weightwise", 6, 6, "--data.init_args.batch_size", "2", *tune, "--new_version", "true"))
     assert one.status == 0, one.err
     _, w_one = nsr_pkg.load_population(one.last_ckpt)
 

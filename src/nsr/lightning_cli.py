@@ -183,7 +183,7 @@ def _place_logger(cfg, checkpoint=None) -> None:
     """Where the run's TensorBoard folder goes: ``default_root_dir`` (unless the logger's
     ``save_dir`` was given), and for ``--ckpt_path`` inside a run folder, that run folder (named
     as the run named it, so that ``ModelCheckpoint`` recognises its folder and rewrites the same
-    file)."""
+    file), unless ``--new_version``, a logger version, or a root elsewhere was asked for."""
     logger = cfg["trainer"].get("logger")
     if logger is None or isinstance(logger, (bool, list)) or "init_args" not in logger:
         return
@@ -191,11 +191,15 @@ def _place_logger(cfg, checkpoint=None) -> None:
     if "save_dir" not in args:
         return
     root = cfg["trainer"].get("default_root_dir")
+    explicit = root is not None or os.fspath(args["save_dir"]) != "."
     if root is not None and os.fspath(args["save_dir"]) == ".":
         args["save_dir"] = os.fspath(root)
     run_dir = _run_folder(cfg.get("ckpt_path"), checkpoint)
-    if run_dir is not None and not cfg.get("new_version") and args.get("version") is None and "name" in args:
-        parent = os.path.dirname(run_dir)
+    if run_dir is None or cfg.get("new_version") or args.get("version") is not None or "name" not in args:
+        return
+    parent = os.path.dirname(run_dir)
+    here = os.path.join(os.fspath(args["save_dir"]), args["name"] or "")
+    if not explicit or os.path.realpath(here) == os.path.realpath(parent):  # a folder asked for elsewhere wins
         args["save_dir"], args["name"], args["version"] = os.path.dirname(parent) or ".", os.path.basename(parent), \
             os.path.basename(run_dir)
 
