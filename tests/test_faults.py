@@ -118,7 +118,7 @@ model:
 data:
   class_path: nsr.data.SelfReplicationDataModule
 trainer:
-  max_epochs: 400
+  max_epochs: 300
   accelerator: cpu
   enable_progress_bar: false
   callbacks:
@@ -128,13 +128,18 @@ trainer:
 """
 
 
+REFERENCE: dict = {}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_a_run_stopped_at_a_random_moment_resumes_to_the_uninterrupted_result(nsr, tmp_path, sig):
     (tmp_path / "lean.yaml").write_text(LEAN)  # the paper's run, small, without the end-of-fit probes
     args = ["fit", "--config", "lean.yaml"]
-    reference = nsr(*args, "--trainer.default_root_dir", "reference")
-    assert reference.status == 0, reference.err
-    _, expected = nsr_pkg.load_population(tmp_path / "reference/lightning_logs/version_0/checkpoints/last.ckpt")
+    if "expected" not in REFERENCE:  # the uninterrupted run, once for both signals
+        reference = nsr(*args, "--trainer.default_root_dir", "reference")
+        assert reference.status == 0, reference.err
+        REFERENCE["expected"] = nsr_pkg.load_population(tmp_path / "reference/lightning_logs/version_0/checkpoints/last.ckpt")[1]
+    expected = REFERENCE["expected"]
 
     ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-m", "nsr.cli", *args], cwd=tmp_path, env=ENV, text=True,
@@ -154,7 +159,7 @@ def test_a_run_stopped_at_a_random_moment_resumes_to_the_uninterrupted_result(ns
         assert proc.returncode == -signal.SIGKILL
     assert not [p for p in ckpt.parent.iterdir() if p.name != "last.ckpt" and not p.name.endswith(".tmp")]
     stopped_at = torch.load(ckpt, weights_only=True)["global_step"]  # a whole checkpoint, whatever the moment
-    assert 1 <= stopped_at < 400
+    assert 1 <= stopped_at < 300
 
     resumed = nsr(*args, "--ckpt_path", str(ckpt))
     assert resumed.status == 0, resumed.err
