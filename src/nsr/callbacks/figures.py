@@ -27,7 +27,7 @@ def robustness_figure(results: dict):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.boxplot([v[k].double().numpy() for v in results.values()])
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=45)
-        ax.set_xlabel("noise scale (standard deviation of the added noise)")
+        ax.set_xlabel("noise scale s (each weight moved by up to s)")
         ax.set_ylabel("self-applications")
         ax.set_title(title)
     fig.tight_layout()
