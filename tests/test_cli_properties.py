@@ -29,6 +29,7 @@ REPLICATOR_KEYS = [
     ("trainer.colour", ["red"], "colour"),
     ("model.init_args.init_from", ["missing.ckpt"], "missing.ckpt"),
     ("ckpt_path", ["gone.ckpt"], "gone.ckpt"),
+    ("config", ["missing.yaml", "no/such.yaml"], ".yaml"),
 ]
 SOUP_KEYS = [
     ("model.init_args.size", ["0", "-1", "x"], "size"),
@@ -60,7 +61,7 @@ def check_one_line_error(run, named, tmp_path):
 def test_a_broken_replicator_command_line_or_config_ends_in_one_named_error(nsr, tmp_path, mistake, command, in_config):
     key, value, named = mistake
     args = [command, "--config", config("weightwise"), "--trainer.accelerator", "cpu"]
-    if in_config and key != "ckpt_path":  # the same mistake written into a second config file
+    if in_config and key not in ("ckpt_path", "config"):  # the same mistake written into a second config file
         node: dict = {}
         *path, leaf = key.split(".")
         inner = node

@@ -18,6 +18,7 @@ set ``NSR_DEBUG=1`` for the full traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from nsr.messages import one_line
@@ -120,10 +121,18 @@ def _tool(command: str, argv: list[str]) -> int:
         return _fail(f"{e.filename or command}: {e.strerror or e}")
 
 
+_NEGATIVE = re.compile(r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$", re.IGNORECASE)
+
+
 def resolve_config_arguments(argv: list[str]) -> list[str]:
     """``argv`` with every ``--config NAME`` that names no file but a shipped config (``weightwise``
-    or ``weightwise.yaml``) replaced by that config's path. ``ValueError`` for a bare name that is
-    neither."""
+    or ``weightwise.yaml``) replaced by that config's path, and every ``--key -1e-4`` written
+    ``--key=-1e-4`` (argparse takes a negative number in exponent form for an option).
+    ``ValueError`` for a bare name that is neither a file nor a shipped config.
+
+    >>> resolve_config_arguments(["--model.init_args.epsilon", "-1e-4", "--trainer.max_epochs", "-1"])
+    ['--model.init_args.epsilon=-1e-4', '--trainer.max_epochs=-1']
+    """
     from nsr.shipped_configs import resolve
 
     out, i = [], 0
@@ -131,6 +140,10 @@ def resolve_config_arguments(argv: list[str]) -> list[str]:
         a = argv[i]
         if a in ("-c", "--config") and i + 1 < len(argv):
             out += [a, resolve(argv[i + 1])]
+            i += 2
+            continue
+        if a.startswith("--") and "=" not in a and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")  # argparse would take -1e-4 for an option
             i += 2
             continue
         if a.startswith("--config="):

@@ -19,7 +19,7 @@ def one_line(message: str, limit: int = 300) -> str:
     'model.init_args.lr: must be a finite number, got nan'
     >>> one_line('Parser key "model.init_args.population":\\n  Expected a int. Got value: x')
     "model.init_args.population: expected an integer, got 'x'"
-    >>> one_line('Parser key "trainer.max_epochs":\n  Expected a int')
+    >>> one_line('Parser key "trainer.max_epochs":\\n  Expected a int')
     'trainer.max_epochs: expected an integer'
     """
     path, leaves = [], []
