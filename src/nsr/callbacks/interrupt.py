@@ -35,7 +35,11 @@ class StopOnInterrupt(Callback):
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if self.interrupted:
+        stop = self.interrupted
+        if trainer.world_size > 1:  # every rank stops after the same epoch, if any rank was interrupted
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            self.interrupted = True
             trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module):
