@@ -1,261 +1,157 @@
-"""The ``nsr`` command: LightningCLI in subclass mode, plus ``nsr experiment NAME``.
+"""The ``nsr`` command. ``fit`` and ``validate`` are LightningCLI (:mod:`nsr.lightning_cli`); the
+other commands are nsr's own:
 
-    nsr fit --config configs/weightwise.yaml
+    nsr fit --config weightwise                      # a shipped config by name (nsr configs lists them)
     nsr fit --config configs/weightwise.yaml --model.init_args.population 500 --trainer.max_epochs 200
-    nsr fit --config configs/weightwise.yaml --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
-    nsr validate --config configs/weightwise.yaml --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
-    nsr fit --config configs/weightwise.yaml --print_config
-    nsr experiment NAME [...]
+    nsr fit --config weightwise --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt   # resume
+    nsr validate --config weightwise --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
+    nsr experiment NAME [...]                        # the paper's experiments
+    nsr configs                                      # the shipped configs
+    nsr inspect CKPT                                 # what a checkpoint holds
+    nsr export CKPT --format npz|csv                 # its genomes, particle ids and classes
 
-Runs log to TensorBoard under ``lightning_logs/``, keep their resolved ``config.yaml`` there, and
-write ``checkpoints/last.ckpt`` atomically. Mistakes in a command line or config (an unknown key,
-a bad value, a missing file, a wrong checkpoint) print one line ``error: ...`` and exit with
-status 2; set ``NSR_DEBUG=1`` for the full traceback.
+This module imports neither torch nor Lightning: each command imports what it needs when it runs,
+so ``nsr --help`` answers at once. Mistakes in a command line or config (an unknown key, a bad
+value, a missing file, a wrong checkpoint) print one line ``error: ...`` and exit with status 2;
+set ``NSR_DEBUG=1`` for the full traceback.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import os
 import re
 import sys
-import warnings
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from nsr.messages import one_line
 
-DESCRIPTION = ("nsr: self-replicating neural networks. `nsr fit --config configs/weightwise.yaml` trains; "
-               "`nsr validate ... --ckpt_path CKPT` measures a checkpoint; `nsr experiment NAME` runs one of "
-               "the paper's experiments.")
-
-TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-               "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False}},
-    "plugins": [{"class_path": "nsr.checkpoint.AtomicCheckpointIO"}],
-    "reload_dataloaders_every_n_epochs": 1,
-    "num_sanity_val_steps": 0,
-    "enable_model_summary": False,  # one parameter, the population: the table says nothing
+COMMANDS = {
+    "fit": "train a population or a soup: nsr fit --config weightwise",
+    "validate": "measure a checkpoint: nsr validate --config weightwise --ckpt_path CKPT",
+    "experiment": "run one of the paper's experiments: nsr experiment NAME (nsr experiment --help lists them)",
+    "configs": "list the configs shipped with nsr (nsr fit --config NAME runs one)",
+    "inspect": "what a checkpoint holds: architecture, epoch, population, class shares, distance, config",
+    "export": "a checkpoint's genomes, particle ids and classes as a file: nsr export CKPT --format npz|csv",
 }
 
-_QUIET = [  # Lightning advice that does not apply to populations generated in memory
-    r".*does not have many workers.*",
-    r".*The number of training batches .* is smaller than the logging interval.*",
-    r".*`training_step` returned `None`.*",
-    r".*GPU available but not used.*",
-    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r".*The dirpath has changed from .* won't be reloaded.*",  # every resume or validate logs to a new version
-]
+HELP = "\n".join([
+    "usage: nsr COMMAND [options]",
+    "",
+    "nsr: self-replicating neural networks, alone and in soups.",
+    "",
+    "commands:",
+    *(f"  {name:<11} {text}" for name, text in COMMANDS.items()),
+    "",
+    "`nsr COMMAND --help` shows a command's options. fit and validate are LightningCLI: any",
+    "--trainer.* option works, and `nsr fit --model.help nsr.modules.ReplicatorModule` (or",
+    "nsr.modules.SoupModule) lists a module's own options. Runs go to lightning_logs/ under",
+    "--trainer.default_root_dir (default: the current folder).",
+])
+
+FIT_NEEDS_CONFIG = ("nsr {cmd} needs a config: `nsr {cmd} --config weightwise` (`nsr configs` lists the shipped ones, "
+                    "`nsr {cmd} --help` the options)")
 
 
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\U0001f4a1 Tip")
+def _debug() -> bool:
+    return os.environ.get("NSR_DEBUG", "") not in ("", "0")
 
 
-class NSRCLI(LightningCLI):
-    """LightningCLI whose ``data:`` section is optional (a soup makes its own samples) and which
-    checks what it can before any work starts: a writable log folder, a readable checkpoint of the
-    same architecture. Subcommands: ``fit`` and ``validate``."""
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
-                "validate": {"model", "dataloaders", "datamodule"}}
-
-    def add_core_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(self.trainer_class, "trainer")
-        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
-        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=True)
-        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=True, required=False)
-
-    def before_instantiate_classes(self) -> None:
-        # `--trainer.enable_progress_bar false` also drops a config's progress-bar callback
-        # (Lightning refuses the combination)
-        cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
-        trainer = cfg.get("trainer")
-        if trainer is None or trainer.get("enable_progress_bar") is not False or not trainer.get("callbacks"):
-            return
-        from jsonargparse import Namespace
-        from lightning.pytorch.callbacks import ProgressBar
-
-        def is_bar(c) -> bool:
-            if not isinstance(c, Namespace) or "class_path" not in c:
-                return False
-            module, _, name = c["class_path"].rpartition(".")
-            try:
-                return issubclass(getattr(importlib.import_module(module), name), ProgressBar)
-            except (ImportError, AttributeError, TypeError):
-                return False
-
-        trainer["callbacks"] = [c for c in trainer["callbacks"] if not is_bar(c)]
-
-    def _parse_ckpt_path(self) -> None:
-        # Lightning would overwrite the configured model with the checkpoint's hyper-parameters;
-        # nsr keeps the config as given and instead checks that the checkpoint fits it
-        # (before_fit / before_validate). Here: the file must be a readable nsr checkpoint.
-        if not self.config.get("subcommand"):
-            return
-        path = self.config[self.config.subcommand].get("ckpt_path")
-        if _is_checkpoint_file(path):
-            from nsr.checkpoint import read_checkpoint
-
-            read_checkpoint(path)
-
-    def _check_ckpt(self):
-        path = self._get(self.config, "ckpt_path")
-        if not _is_checkpoint_file(path):
-            return
-        from nsr.modules import PopulationModule
-
-        if isinstance(self.model, PopulationModule):  # the module knows what it can resume from
-            self.model.check_checkpoint(path)
-
-    def _check_writable(self):
-        folders = set()
-        for logger in self.trainer.loggers:
-            if getattr(logger, "save_dir", None):
-                folders.add(os.fspath(logger.save_dir))
-        ckpt = self.trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "dirpath", None):
-            folders.add(os.fspath(ckpt.dirpath))
-        if not self.trainer.loggers:
-            folders.add(os.fspath(self.trainer.default_root_dir))
-        for folder in sorted(folders):
-            check_writable(folder)
-
-    def before_fit(self):
-        self._check_ckpt()
-        if self.trainer.is_global_zero:
-            self._check_writable()
-        _ensure_fixpoint_monitor(self.trainer)
-
-    def before_validate(self):
-        self._check_ckpt()
+def _exit_code(e: SystemExit) -> int:
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
-def _is_checkpoint_file(path) -> bool:
-    """Whether ``--ckpt_path`` names a file (not one of Lightning's keywords: last, best, ...)."""
-    return path is not None and path not in ("last", "best", "hpc", "registry") and not str(path).startswith("registry:")
-
-
-def check_writable(folder: str) -> None:
-    """Raise ``ValueError`` naming ``folder`` unless files can be created in it (it is created)."""
-    import tempfile
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nsr-write-check.")
-        os.close(fd)
-        os.remove(tmp)
-    except OSError as e:
-        raise ValueError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
-
-
-def _ensure_fixpoint_monitor(trainer) -> None:
-    """Every fit logs the fixpoint scalars and prints the summary, even if a config forgot the monitor."""
-    from lightning.pytorch.callbacks import Checkpoint
-
-    from nsr.callbacks import FixpointMonitor
-
-    if any(isinstance(c, FixpointMonitor) for c in trainer.callbacks):
-        return
-    where = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, Checkpoint)), len(trainer.callbacks))
-    trainer.callbacks.insert(where, FixpointMonitor())
-
-
-_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:|Given value type: |"
-                    r"Given value: |Expected a <class 'NoneType'>)")
-
-
-def one_line(message: str, limit: int = 300) -> str:
-    """A jsonargparse or validation message folded into one line: the dotted key it concerns, then
-    what is wrong with it (union bookkeeping dropped).
-
-    >>> one_line('Parser key "model":\\n  Errors:\\n    - Problem with given class_path \\'M\\':\\n        Option \\'foo\\' is not accepted')
-    "model.init_args: Option 'foo' is not accepted"
-    >>> one_line('Parser key "config": File does not exist: x.yaml')
-    'config: File does not exist: x.yaml'
-    """
-    path, leaves = [], []
-    for raw in str(message).splitlines():
-        line = raw.strip().lstrip("-").strip()
-        if not line or _NOISE.match(line):
-            continue
-        m = re.fullmatch(r'Parser key "([^"]+)":(.*)', line)
-        if m:
-            path.append(m.group(1))
-            if m.group(2).strip():
-                leaves.append(m.group(2).strip())
-            continue
-        if re.fullmatch(r"Problem with given class_path '[^']+':", line):
-            path.append("init_args")
-            continue
-        leaves.append(line)
-    text = "; ".join(dict.fromkeys(leaves)) or re.sub(r"\s+", " ", str(message)).strip()
-    text = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text)
-    if path:
-        text = ".".join(path) + ": " + text
-    text = re.sub(r"\s+", " ", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _user_errors():
-    from jsonargparse import ArgumentError
-
-    errors = [ArgumentError, argparse.ArgumentError, ValueError, FileNotFoundError]
-    try:
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-        errors.append(MisconfigurationException)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def cli(args=None) -> NSRCLI:
-    """Run LightningCLI on ``args`` (a list of strings; default the command line)."""
-    return NSRCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults=TRAINER_DEFAULTS,
-        parser_kwargs={"exit_on_error": False, "prog": "nsr", "description": DESCRIPTION},
-        args=args,
-    )
+def _fail(message: str) -> int:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return 2
 
 
 def main(args=None) -> int:
     """Entry point of the ``nsr`` console script. Returns the exit status (0 on success, 2 on a
     user error, reported in one line)."""
     argv = sys.argv[1:] if args is None else [str(a) for a in args]
-    if argv and argv[0] == "experiment":
-        from nsr import experiments
+    if not argv or argv[0] in ("-h", "--help"):
+        print(HELP)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from nsr import __version__
 
+        print(f"nsr {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "experiment":
+        return _experiment(rest)
+    if command in ("configs", "inspect", "export"):
+        return _tool(command, rest)
+    if command in ("fit", "validate"):
+        helping = any(a in ("-h", "--help", "--print_config") or a.startswith(("--print_config=", "--model.help"))
+                      for a in rest)
+        if not helping and not any(a in ("-c", "--config") or a.startswith(("--config=", "--model")) for a in rest):
+            return _fail(FIT_NEEDS_CONFIG.format(cmd=command))
         try:
-            return experiments.main(argv[1:]) or 0
-        except SystemExit as e:  # argparse's --help and usage errors
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    debug = os.environ.get("NSR_DEBUG", "") not in ("", "0")
-    tips = _DropTips()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(tips)
-    with warnings.catch_warnings():
-        for pattern in _QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            cli(None if args is None else argv)
-        except SystemExit as e:  # --help, --print_config
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except _user_errors() as e:
-            if debug:
-                raise
-            print(f"error: {one_line(str(e))}", file=sys.stderr)
-            return 2
-        finally:
-            logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(tips)
-    return 0
+            rest = resolve_config_arguments(rest)
+        except ValueError as e:
+            return _fail(str(e))
+        from nsr.lightning_cli import run
+
+        return run([command, *rest], debug=_debug())
+    return _fail(f"unknown command {command!r}; the commands are {', '.join(COMMANDS)} (nsr --help)")
+
+
+def _experiment(argv: list[str]) -> int:
+    from nsr import experiments
+
+    try:
+        return experiments.main(argv) or 0
+    except SystemExit as e:  # argparse's --help and usage errors
+        return _exit_code(e)
+
+
+def _tool(command: str, argv: list[str]) -> int:
+    from nsr import checkpoint_tools
+
+    try:
+        return checkpoint_tools.main(command, argv) or 0
+    except SystemExit as e:
+        return _exit_code(e)
+    except (ValueError, FileNotFoundError) as e:
+        if _debug():
+            raise
+        return _fail(str(e))
+    except OSError as e:
+        if _debug():
+            raise
+        return _fail(f"{e.filename or command}: {e.strerror or e}")
+
+
+_NEGATIVE = re.compile(r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$", re.IGNORECASE)
+
+
+def resolve_config_arguments(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--config NAME`` that names no file but a shipped config (``weightwise``
+    or ``weightwise.yaml``) replaced by that config's path, and every ``--key -1e-4`` written
+    ``--key=-1e-4`` (argparse takes a negative number in exponent form for an option).
+    ``ValueError`` for a bare name that is neither a file nor a shipped config.
+
+    >>> resolve_config_arguments(["--model.init_args.epsilon", "-1e-4", "--trainer.max_epochs", "-1"])
+    ['--model.init_args.epsilon=-1e-4', '--trainer.max_epochs=-1']
+    """
+    from nsr.shipped_configs import resolve
+
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-c", "--config") and i + 1 < len(argv):
+            out += [a, resolve(argv[i + 1])]
+            i += 2
+            continue
+        if a.startswith("--") and "=" not in a and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")  # argparse would take -1e-4 for an option
+            i += 2
+            continue
+        if a.startswith("--config="):
+            out.append("--config=" + resolve(a.split("=", 1)[1]))
+        else:
+            out.append(a)
+        i += 1
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,13 @@ from typing import Optional
 
 import torch
 
-from nsr.fixpoints import noise_label
+from nsr.fixpoints import FixpointClass, noise_label
+
+# one palette for the fixpoint classes, used by every figure (the callbacks' and the experiments')
+CLASS_COLORS = {FixpointClass.DIVERGENT: "#d62728", FixpointClass.ZERO: "#7f7f7f", FixpointClass.NONTRIVIAL: "#2ca02c",
+                FixpointClass.SECOND_ORDER: "#9467bd", FixpointClass.OTHER: "#1f77b4"}
+CLASS_MARKERS = {FixpointClass.DIVERGENT: "X", FixpointClass.ZERO: "s", FixpointClass.NONTRIVIAL: "*",
+                 FixpointClass.SECOND_ORDER: "D", FixpointClass.OTHER: "P"}
 
 
 def robustness_figure(results: dict):
@@ -21,7 +27,7 @@ def robustness_figure(results: dict):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.boxplot([v[k].double().numpy() for v in results.values()])
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=45)
-        ax.set_xlabel("noise scale")
+        ax.set_xlabel("noise scale s (each weight moved by up to s)")
         ax.set_ylabel("self-applications")
         ax.set_title(title)
     fig.tight_layout()
@@ -42,44 +48,86 @@ def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, comps
 
 
-def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, time_label: str = "epoch",
-                       title: Optional[str] = None):
-    """Trajectories through weight space in one PCA of all their (finite) points: a 2D and a 3D
-    (time as the third axis) matplotlib figure, a colour per particle id, ``o`` at a particle's
-    first point and ``x`` at its last. ``times [N]``, ``ids [N]``, ``weights [N, W]``: one row per
-    recorded genome. None if nothing finite was recorded."""
+def explained_variance(points: torch.Tensor, mean: torch.Tensor, comps: torch.Tensor) -> list[float]:
+    """The share of the variance of ``points`` ``[N, W]`` along each of ``comps`` ``[k, W]``
+    (explained variance ratios, 0 for a zero component)."""
+    x = points.double() - mean
+    total = float((x ** 2).sum(1).mean())
+    if total <= 0:
+        return [0.0] * comps.shape[0]
+    return [float(((x @ c) ** 2).mean()) / total for c in comps]
+
+
+def particle_color(j: int):
+    """The colour of the j-th particle drawn: the ``turbo`` colormap at golden-ratio steps, so
+    colours never repeat however many particles there are, and neighbours differ."""
     from matplotlib import colormaps
+
+    return colormaps["turbo"](0.05 + 0.9 * ((j * 0.6180339887) % 1.0))
+
+
+def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, time_label: str = "epoch",
+                       title: Optional[str] = None, end_classes: Optional[dict] = None):
+    """Trajectories through weight space in one PCA of all their (finite) points: a 2D and a 3D
+    (time as the third axis) matplotlib figure. ``times [N]``, ``ids [N]``, ``weights [N, W]``:
+    one row per recorded genome. Each particle id is a line in its own colour
+    (:func:`particle_color`) with ``o`` at its first point; its last point is a marker in its final
+    class's colour (:data:`CLASS_COLORS`) when ``end_classes`` ``{id: FixpointClass}`` says it,
+    else ``x``. The PC axes give the share of variance they explain. None if nothing finite was
+    recorded."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     finite = torch.isfinite(weights).all(1) if weights.numel() else torch.zeros(0, dtype=torch.bool)
     if not bool(finite.any()):
         return None
     times, ids, weights = times[finite], ids[finite], weights[finite]
     mean, comps = pca(weights, 2)
+    ratio = explained_variance(weights, mean, comps)
     xy = ((weights.double() - mean) @ comps.T).numpy()  # [N, 2]
-    fig2 = Figure(figsize=(6, 5))
+    fig2 = Figure(figsize=(7, 5.5))
     ax2 = fig2.add_subplot(1, 1, 1)
-    fig3 = Figure(figsize=(6, 5))
+    fig3 = Figure(figsize=(7.5, 6.5))
     ax3 = fig3.add_subplot(1, 1, 1, projection="3d")
-    cmap = colormaps["tab20"]
-    for j, pid in enumerate(torch.unique(ids).tolist()):
+    seen = set()
+    unique = torch.unique(ids).tolist()
+    for j, pid in enumerate(unique):
         sel = (ids == pid).nonzero().flatten()
         sel = sel[times[sel].argsort()]
         t, p = times[sel].numpy(), xy[sel.numpy()]
-        c = cmap(j % 20)
-        ax2.plot(p[:, 0], p[:, 1], "-", color=c, lw=1, alpha=0.8)
-        ax2.plot(p[:1, 0], p[:1, 1], "o", color=c, ms=4)
-        ax2.plot(p[-1:, 0], p[-1:, 1], "x", color=c, ms=6)
-        ax3.plot(p[:, 0], p[:, 1], t, "-", color=c, lw=1, alpha=0.8)
-        ax3.plot(p[:1, 0], p[:1, 1], t[:1], "o", color=c, ms=4)
-        ax3.plot(p[-1:, 0], p[-1:, 1], t[-1:], "x", color=c, ms=6)
-    ax2.set_xlabel("PC 1")
-    ax2.set_ylabel("PC 2")
-    ax2.set_title(title or "trajectories in weight space (o start, x end)", fontsize=10)
-    ax3.set_xlabel("PC 1")
-    ax3.set_ylabel("PC 2")
-    ax3.set_zlabel(time_label)
-    if title:
-        ax3.set_title(title, fontsize=10)
+        c = particle_color(j)
+        cls = None if end_classes is None else end_classes.get(pid)
+        end = dict(marker="x", color=c, ms=6, ls="none") if cls is None else \
+            dict(marker=CLASS_MARKERS[FixpointClass(cls)], color=CLASS_COLORS[FixpointClass(cls)], ms=7, ls="none",
+                 mec="black", mew=0.5)
+        if cls is not None:
+            seen.add(FixpointClass(cls))
+        ax2.plot(p[:, 0], p[:, 1], "-", color=c, lw=1, alpha=0.7)
+        ax2.plot(p[:1, 0], p[:1, 1], "o", color=c, ms=3.5)
+        ax2.plot(p[-1:, 0], p[-1:, 1], zorder=3, **end)
+        ax3.plot(p[:, 0], p[:, 1], t, "-", color=c, lw=1, alpha=0.7)
+        ax3.plot(p[:1, 0], p[:1, 1], t[:1], "o", color=c, ms=3.5)
+        ax3.plot(p[-1:, 0], p[-1:, 1], t[-1:], **end)
+    pc = [f"PC {i + 1} ({100 * r:.0f}% of variance)" for i, r in enumerate(ratio)]
+    handles = [Line2D([], [], marker="o", color="grey", ls="none", ms=4, label="start")]
+    if end_classes is None:
+        handles.append(Line2D([], [], marker="x", color="grey", ls="none", ms=6, label="end"))
+    handles += [Line2D([], [], marker=CLASS_MARKERS[k], color=CLASS_COLORS[k], mec="black", mew=0.5, ls="none", ms=7,
+                       label=f"end: {k.name.lower().replace('_', '-')}") for k in FixpointClass if k in seen]
+    heading = title or f"{len(unique)} particle trajectories in weight space (PCA)"
+    ax2.set_xlabel(pc[0])
+    ax2.set_ylabel(pc[1])
+    ax2.set_title(heading, fontsize=10)
+    ax2.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
+    for axis in (ax3.xaxis, ax3.yaxis, ax3.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax3.tick_params(labelsize=7, pad=1)
+    ax3.set_xlabel(pc[0], fontsize=8, labelpad=6)
+    ax3.set_ylabel(pc[1], fontsize=8, labelpad=6)
+    ax3.set_zlabel(time_label, fontsize=8, labelpad=6)
+    ax3.set_title(f"{heading}, {time_label} upwards", fontsize=10)
+    ax3.legend(handles=handles, fontsize=7, loc="upper left", framealpha=0.8)
     fig2.tight_layout()
+    fig3.subplots_adjust(left=0.02, right=0.95, bottom=0.05, top=0.93)
     return fig2, fig3

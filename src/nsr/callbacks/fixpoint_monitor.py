@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nsr.callbacks.logs import log_epoch_metrics, second_order, tensorboard_root, time_unit
+from nsr.callbacks.logs import log_epoch_metrics, log_final_hparams, second_order, tensorboard_root, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify, distance
 from nsr.fixpoints import counts as class_counts
 from nsr.metrics import PopulationStats
@@ -52,16 +52,23 @@ class FixpointMonitor(Callback):
         log_epoch_metrics(trainer, self.last, prog_bar=("fixpoint/nontrivial", "train/loss"))
 
     def on_train_end(self, trainer, pl_module):
+        self.final = self.summarize(trainer, pl_module)
+        if self.final is not None:
+            log_final_hparams(trainer, pl_module, self.final)
+
+    def summarize(self, trainer, pl_module) -> Optional[dict]:
+        """The summary of the population as it is (on rank 0; None elsewhere): class shares and
+        counts, fixpoint distance, where the logs and the checkpoint are. A collective call."""
         w = pl_module.gather_population()  # collective: every rank calls it
         log_dir = trainer.log_dir  # broadcasts
         if not trainer.is_global_zero:
-            return
+            return None
         classes = classify(pl_module.replicator, w, pl_module.epsilon, second_order=second_order(pl_module))
         d = distance(pl_module.replicator, w)
         finite = torch.isfinite(d)
         counts = class_counts(classes).tolist()
         ckpt = trainer.checkpoint_callback
-        self.final = {
+        return {
             "replicator": repr(pl_module.replicator), "population": int(w.shape[0]), "epochs": trainer.current_epoch,
             "time_unit": time_unit(pl_module),
             "shares": {n: c / max(w.shape[0], 1) for n, c in zip(CLASS_NAMES, counts)}, "counts": dict(zip(CLASS_NAMES, counts)),

@@ -62,3 +62,25 @@ def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str
         logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
     trainer.progress_bar_metrics.update({k: v for k, v in metrics.items() if k in prog_bar})
+
+
+def log_final_hparams(trainer, pl_module, final: dict) -> None:
+    """TensorBoard's HPARAMS tab: the run's hyper-parameters (the module's, ``max_epochs``) beside
+    its final class shares ``final/<class>`` and mean fixpoint distance ``final/distance`` (also
+    logged as scalars at the last epoch). ``final`` is :class:`FixpointMonitor`'s summary."""
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+    from torch.utils.tensorboard.summary import hparams
+
+    metrics = {f"final/{name}": float(share) for name, share in final["shares"].items()}
+    metrics["final/distance"] = float(final["distance_mean"])
+    params = dict(getattr(pl_module, "hparams", {}) or {})
+    params["max_epochs"] = trainer.max_epochs
+    params = _flatten_dict(_convert_params(params))
+    params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_metrics(metrics, step=final["epochs"])
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams(params, metrics):
+                writer.add_summary(summary)
+            logger.experiment.flush()

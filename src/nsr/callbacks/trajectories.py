@@ -68,7 +68,9 @@ class TrajectoryRecorder(Callback):
             self.ids.append(ids[:n].clone())
             self.weights.append(w[:n].detach().float().cpu().clone())
         writer = tensorboard_writer(trainer)
-        figs = trajectory_figures(*self.trajectories(), time_label=time_unit(pl_module))
+        times, ids_all, weights = self.trajectories()
+        figs = trajectory_figures(times, ids_all, weights, time_label=time_unit(pl_module),
+                                  end_classes=self.end_classes(pl_module, times, ids_all, weights))
         if figs is not None:
             for name, fig in zip(("pca_2d", "pca_3d"), figs):
                 if log_dir:
@@ -81,6 +83,19 @@ class TrajectoryRecorder(Callback):
             labels = [CLASS_NAMES[c] for c in classes.tolist()]
             writer.add_embedding(torch.nan_to_num(w.float(), nan=0.0, posinf=0.0, neginf=0.0), metadata=labels,
                                  tag="population", global_step=trainer.current_epoch)
+
+    @staticmethod
+    def end_classes(pl_module, times, ids, weights) -> dict:
+        """``{id: FixpointClass}``: the class of every trajectory's last recorded genome."""
+        if not ids.numel():
+            return {}
+        order = torch.argsort(times, stable=True)
+        last = {}
+        for row, pid in zip(order.tolist(), ids[order].tolist()):
+            last[pid] = row  # the latest record of each id wins
+        rows = torch.tensor(list(last.values()))
+        classes = classify(pl_module.replicator, weights[rows], pl_module.epsilon, second_order=second_order(pl_module))
+        return dict(zip(last.keys(), classes.tolist()))
 
     def trajectories(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All records stacked: ``times [N]``, ``ids [N]``, ``weights [N, W]``."""

@@ -32,7 +32,7 @@ class ExperimentParser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2, no usage block, no traceback)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"error: {message} ({self.prog})\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,23 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.name is None:
-        parser.exit(2, f"{parser.prog}: error: name an experiment: {', '.join(EXPERIMENTS)}\n")
+        parser.exit(2, f"error: name an experiment: {', '.join(EXPERIMENTS)} ({parser.prog})\n")
     command = "nsr experiment " + shlex.join(argv)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.exit(2, f"{parser.prog} {args.name}: error: --out {args.out!r} is a file, not a folder\n")
+        parser.exit(2, f"error: --out {args.out!r} is a file, not a folder ({parser.prog} {args.name})\n")
     if args.name == "all":
         try:
             root, _ = combined.run_all(args, experiment_parser)
         except ValueError as e:
-            parser.exit(2, f"{parser.prog} all: error: {e}\n")
+            parser.exit(2, f"error: {e} ({parser.prog} all)\n")
         print(f"\nreport: {root}/report.md")
         return 0
     try:
         report, folder = run(args.name, args, command)
     except ValueError as e:  # invalid settings caught by the science layer
-        parser.exit(2, f"{parser.prog} {args.name}: error: {e}\n")
+        parser.exit(2, f"error: {e} ({parser.prog} {args.name})\n")
     except OSError as e:
-        parser.exit(2, f"{parser.prog} {args.name}: error: cannot write the run folder: {e}\n")
+        parser.exit(2, f"error: cannot write the run folder: {e} ({parser.prog} {args.name})\n")
     print(f"\n{args.name}: ours / published\n")
     print(markdown_table(report.headers, report.table))
     print(f"\nresults: {folder.path}/results.md")

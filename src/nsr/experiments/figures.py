@@ -19,8 +19,11 @@ def _plt():
 
     return plt
 
-CLASS_COLOURS = {"divergent": "#d62728", "zero": "#7f7f7f", "nontrivial": "#2ca02c",
-                 "second_order": "#9467bd", "other": "#1f77b4"}
+def _class_colours() -> dict:
+    from nsr.callbacks.figures import CLASS_COLORS  # the one class palette
+
+    return {k.name.lower(): v for k, v in CLASS_COLORS.items()}
+
 
 
 def class_bars(bars: list[tuple[str, dict]], title: str, ylabel: str = "share"):
@@ -32,7 +35,7 @@ def class_bars(bars: list[tuple[str, dict]], title: str, ylabel: str = "share"):
     bottom = np.zeros(len(bars))
     for name in CLASS_NAMES:
         h = np.array([float(s.get(name, 0.0) or 0.0) for _, s in bars])
-        ax.bar(x, h, bottom=bottom, color=CLASS_COLOURS[name], label=name.replace("_", " "), width=0.7)
+        ax.bar(x, h, bottom=bottom, color=_class_colours()[name], label=name.replace("_", " "), width=0.7)
         bottom += h
     ax.set_xticks(x)
     ax.set_xticklabels([label for label, _ in bars], rotation=30, ha="right", fontsize=8)
@@ -43,7 +46,8 @@ def class_bars(bars: list[tuple[str, dict]], title: str, ylabel: str = "share"):
     return fig
 
 
-def box_plots(groups: list[tuple[str, np.ndarray]], title: str, ylabel: str, published: list | None = None):
+def box_plots(groups: list[tuple[str, np.ndarray]], title: str, ylabel: str, published: list | None = None,
+              xlabel: str = ""):
     """Box plots of ``[(label, values)]``; ``published`` (same order, or None) marks the published
     means as red crosses."""
     plt = _plt()
@@ -56,6 +60,7 @@ def box_plots(groups: list[tuple[str, np.ndarray]], title: str, ylabel: str, pub
         ax.scatter(xs, [p for p in published if p is not None], marker="x", color="red", zorder=3,
                    label="published mean")
         ax.legend(fontsize=7)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return fig

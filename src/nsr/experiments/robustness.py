@@ -179,7 +179,8 @@ def run_robustness(args, folder) -> Report:
             if src == "hand_built":
                 pubm = [pub[key][exponent(sc)][0] if exponent(sc) in pub[key] else None for sc in res]
             figs[f"{key}_{src}"] = figures.box_plots(groups, f"{src.replace('_', '-')} fixpoint: {label} "
-                                                     "(published count)", label, pubm)
+                                                     "(published count)", label, pubm,
+                                                     xlabel="noise scale")
     consistency = []
     for sc, r in results["hand_built"].items():
         k = exponent(sc)

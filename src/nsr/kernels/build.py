@@ -5,7 +5,8 @@ Each kernel family names its sources (``common.h`` plus its own ``.c`` file) and
 calls, as a :class:`Library`. On first use the sources are compiled with the system's C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``; a few seconds) into a cache folder (``$NSR_CACHE_DIR``,
 else ``~/.cache/nsr``); the file name carries a hash of the sources, compiler, flags and CPU, so an
-edited source builds anew. Without a compiler, or with ``NSR_COMPILE=0``, nsr runs the eager torch
+edited source builds anew. Beside each library a seal (``.so.sha256``: checksum and size, written
+after a successful build) is checked before every load; a damaged or truncated entry is rebuilt. Without a compiler, or with ``NSR_COMPILE=0``, nsr runs the eager torch
 kernels instead (same results to float rounding, tested) and says why once (a ``RuntimeWarning``).
 
 C functions are called with named arguments (:class:`Signature`), never by position alone.
@@ -86,7 +87,7 @@ def compile_library(name: str, sources: dict[str, str]) -> str:
         raise RuntimeError("no C compiler found (set CC)")
     key = "\0".join([*(f"{k}\0{v}" for k, v in sorted(sources.items())), cc, " ".join(FLAGS), _cpu_name(), sys.platform])
     path = os.path.join(_cache_dir(), f"nsr_{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so")
-    if os.path.exists(path):
+    if verified(path):
         return path
     with tempfile.TemporaryDirectory() as tmp:
         for file, text in sources.items():
@@ -104,8 +105,41 @@ def compile_library(name: str, sources: dict[str, str]) -> str:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:300]}")
         tmp_dest = f"{path}.{os.getpid()}.tmp"
         shutil.copyfile(so_file, tmp_dest)
+        seal = _seal(tmp_dest)
         os.replace(tmp_dest, path)  # atomic: concurrent processes never load a partial file
+        _write_seal(path, seal)  # only now is the entry valid: a process killed before this rebuilds
     return path
+
+
+def _seal(path: str) -> str:
+    """``"<sha256> <size>"`` of a file: what its cache entry must still be to be loaded."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return f"{digest.hexdigest()} {size}"
+
+
+def _write_seal(path: str, seal: str) -> None:
+    tmp = f"{path}.sha256.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(seal + "\n")
+    os.replace(tmp, path + ".sha256")
+
+
+def verified(path: str) -> bool:
+    """Whether the cached library ``path`` is whole: its checksum and size match the seal
+    (``path.sha256``) written after it was built. A truncated or damaged file (a full disk, a
+    kill while copying, a crash) is never loaded (loading it could end the process with a bus
+    error); it is rebuilt."""
+    try:
+        with open(path + ".sha256") as f:
+            expected = f.read().strip()
+        return os.path.getsize(path) == int(expected.split()[1]) and _seal(path) == expected
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 class Library:
@@ -132,13 +166,23 @@ class Library:
                         self._lib = lib
                     except Exception as err:  # noqa: BLE001 - no compiler, read-only disk, ...: fall back
                         self.error = f"{type(err).__name__}: {err}"
-                        warnings.warn(f"nsr: native kernels unavailable ({self.error}); using the eager torch kernels",
-                                      RuntimeWarning, stacklevel=3)
+                        _warn_once(self.error)
         return self._lib
 
     def call(self, fn: str, **args) -> int:
         """Call the C function ``fn`` with named arguments (see its :class:`Signature`)."""
         return self.signatures[fn](self._lib, **args)
+
+
+_warned = []
+
+
+def _warn_once(reason: str) -> None:
+    """One RuntimeWarning per process when native kernels cannot be built (not one per family)."""
+    if not _warned:
+        _warned.append(reason)
+        warnings.warn(f"nsr: native kernels unavailable ({reason}); using the eager torch kernels",
+                      RuntimeWarning, stacklevel=4)
 
 
 def set_enabled(enabled: bool) -> None:

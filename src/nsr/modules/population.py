@@ -20,12 +20,14 @@ callbacks then take the defaults above for what it lacks).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import lightning as L
 import torch
 
 from nsr.checkpoint import check_compatible, check_entry
+from nsr.fixpoints import classify, distance, shares
 
 
 class PopulationModule(L.LightningModule):
@@ -55,6 +57,27 @@ class PopulationModule(L.LightningModule):
         """``LongTensor[P]``: the ids of the whole population (a collective)."""
         raise NotImplementedError
 
+    # ---- validation: the population as it is ------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        """``val/loss`` (mean self-replication error over the finite particles), ``val/distance`` and
+        the class shares ``val/<class>`` of the whole population as it is. They go to the loggers at
+        the step the population has trained to (a checkpoint's when validating one), so a validated
+        checkpoint's values sit on its run's curves."""
+        from nsr.replicators import mse
+
+        w = self.gather_population()  # [P, W]
+        x, y = self.replicator.samples(w)
+        loss = mse(self.replicator.forward(w, x), y)  # [P]
+        d = distance(self.replicator, w)  # [P]
+        metrics = {"val/loss": _finite_mean(loss), "val/distance": _finite_mean(d)}
+        metrics.update({f"val/{name}": float(v) for name, v in
+                        shares(classify(self.replicator, w, self.epsilon, self.second_order)).items()})
+        for name, value in metrics.items():
+            self.log(name, value, on_epoch=True, batch_size=1)
+        step = getattr(self, "_checkpoint_step", None)
+        if self.trainer.state.fn != "fit" and step is not None:
+            self.log("step", float(step), on_epoch=True, batch_size=1)  # Lightning logs at this step
+
     # ---- checkpoints -----------------------------------------------------------------------------
     def resume_population(self) -> Optional[int]:
         """The population size a checkpoint must hold to resume this run (None: checked on load)."""
@@ -72,4 +95,10 @@ class PopulationModule(L.LightningModule):
         where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "checkpoint"
         nsr = checkpoint.get("nsr")
         check_entry(nsr, where, self.replicator, self.kind, population, population_name)
+        self._checkpoint_step = checkpoint.get("global_step")  # where a validated checkpoint's values go
         return nsr
+
+
+def _finite_mean(v: torch.Tensor) -> float:
+    finite = torch.isfinite(v)
+    return float(v[finite].mean()) if bool(finite.any()) else math.nan

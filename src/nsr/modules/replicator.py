@@ -31,12 +31,11 @@ from torch import nn
 
 from nsr.checkpoint import check_compatible
 from nsr.data import epoch_samples
-from nsr.fixpoints import SECOND_ORDER_TESTS, FixpointClass, check_epsilon, classify, distance
-from nsr.fixpoints import counts as class_counts
+from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon
 from nsr.modules.population import PopulationModule
 from nsr.modules.strategy import check_sharding_strategy, population_shard
 from nsr.random import KeyedStream
-from nsr.replicators import Replicator, Weightwise, from_config, mse
+from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.sharding import Shard, gather_rows
 from nsr.training import check_hyperparameters, self_train, sgd_step, train_epoch
 
@@ -230,23 +229,6 @@ class ReplicatorModule(PopulationModule):
         opt.step()  # nothing left to apply: registers the epoch with Lightning (global_step, schedulers)
         self.epochs_trained += 1
         self.particle_loss = loss.detach()
-
-    # ---- validation: the population as it is, reduced over ranks --------------------------------
-    def validation_step(self, batch, batch_idx):
-        w = self.population
-        x, y = self.replicator.samples(w)
-        loss = mse(self.replicator.forward(w, x), y).double()  # [P_local]
-        d = distance(self.replicator, w).double()
-        classes = classify(self.replicator, w, self.epsilon, self.second_order)
-        finite_loss, finite_d = torch.isfinite(loss), torch.isfinite(d)
-        sums = torch.cat([torch.stack([loss[finite_loss].sum(), finite_loss.sum(), d[finite_d].sum(), finite_d.sum()]),
-                          class_counts(classes).double()])  # [4 + classes]: one all-reduce for all of them
-        sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        values = {"val/loss": sums[0] / sums[1] if sums[1] else nan, "val/distance": sums[2] / sums[3] if sums[3] else nan}
-        values.update({f"val/{c.name.lower()}": sums[4 + int(c)] / self.size for c in FixpointClass})
-        # every rank holds the same reduced values: a max over the ranks keeps them exactly
-        self.log_dict(values, on_epoch=True, batch_size=1, sync_dist=True, reduce_fx="max")
 
     # ---- checkpoints: the whole population, whatever the device count ---------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -201,6 +201,11 @@ class SoupModule(PopulationModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(GenerationSteps(1), batch_size=None)
 
+    def val_dataloader(self) -> DataLoader:
+        # `nsr validate` measures the soup as it is (PopulationModule.validation_step); a fit does
+        # not validate every generation (no batches then)
+        return DataLoader(GenerationSteps(0 if self.trainer.state.fn == "fit" else 1), batch_size=None)
+
     def configure_optimizers(self):
         return GenerationCounter()  # the genomes are updated by nsr.soup; this only counts generations
 

@@ -1,0 +1,54 @@
+"""The figures say what they show: one class palette everywhere, end markers by final class with a
+legend, particle colours that never repeat, PC axes with their explained variance, labelled axes."""
+import torch
+from matplotlib.colors import to_hex, to_rgba
+
+from nsr.callbacks.figures import CLASS_COLORS, explained_variance, pca, robustness_figure, trajectory_figures
+from nsr.fixpoints import FixpointClass
+
+
+def trajectories(n_particles: int, steps: int = 3):
+    g = torch.Generator().manual_seed(0)
+    times = torch.arange(steps).repeat_interleave(n_particles)  # [N]
+    ids = torch.arange(n_particles).repeat(steps)  # [N]
+    weights = torch.randn(steps * n_particles, 14, generator=g)  # [N, W]
+    return times, ids, weights
+
+
+def test_forty_particles_get_forty_different_colours_and_end_markers_in_their_class_colour():
+    times, ids, weights = trajectories(40)
+    ends = {pid: FixpointClass(pid % 5) for pid in range(40)}
+    fig2, fig3 = trajectory_figures(times, ids, weights, "generation", end_classes=ends)
+    ax = fig2.axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert len(lines) == 40 and len({to_hex(ln.get_color()) for ln in lines}) == 40  # no colour repeats
+    markers = [ln for ln in ax.get_lines() if ln.get_marker() not in ("o", "None", None) and ln.get_linestyle() == "None"]
+    assert {to_hex(m.get_color()) for m in markers} == set(CLASS_COLORS.values())  # ends in their class colours
+    assert sum(to_hex(m.get_color()) == CLASS_COLORS[FixpointClass.DIVERGENT] for m in markers) == 8
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0] == "start" and {f"end: {c.name.lower().replace('_', '-')}" for c in FixpointClass} <= set(legend)
+    assert fig3.axes[0].get_legend() is not None
+
+
+def test_pc_axes_give_their_explained_variance_and_the_3d_figure_is_titled_and_labelled():
+    times, ids, weights = trajectories(5)
+    weights[:, 0] *= 10  # most of the variance along one weight
+    fig2, fig3 = trajectory_figures(times, ids, weights, "epoch")
+    mean, comps = pca(weights.double(), 2)
+    share = explained_variance(weights, mean, comps)
+    assert share[0] > 0.8 and 0 < share[1] < share[0] and sum(share) <= 1 + 1e-9
+    ax2, ax3 = fig2.axes[0], fig3.axes[0]
+    assert ax2.get_xlabel() == f"PC 1 ({100 * share[0]:.0f}% of variance)"
+    assert ax3.get_ylabel().startswith("PC 2 (") and ax3.get_zlabel() == "epoch" and ax3.get_title()
+    assert len(ax3.get_xticks()) <= 6  # few ticks: labels do not run together
+
+
+def test_one_class_palette_for_every_figure_and_labelled_robustness_axes():
+    from nsr.experiments.figures import class_bars
+
+    bars = class_bars([("a", {"divergent": 0.5, "nontrivial": 0.5})], "t")
+    colours = {to_hex(p.get_facecolor()) for p in bars.axes[0].patches if p.get_height() > 0}
+    assert colours == {CLASS_COLORS[FixpointClass.DIVERGENT], CLASS_COLORS[FixpointClass.NONTRIVIAL]}
+    fig = robustness_figure({1e-1: (torch.tensor([1, 2]), torch.tensor([0, 1])), 1e-2: (torch.tensor([3]), torch.tensor([2]))})
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert to_rgba(CLASS_COLORS[FixpointClass.ZERO]) != to_rgba(CLASS_COLORS[FixpointClass.OTHER])
