@@ -131,9 +131,11 @@ class Library:
                             s.bind(lib)
                         self._lib = lib
                     except Exception as err:  # noqa: BLE001 - no compiler, read-only disk, ...: fall back
+                        said = any(lib.error for lib in _LIBRARIES)  # said once, not once per library
                         self.error = f"{type(err).__name__}: {err}"
-                        warnings.warn(f"nsr: native kernels unavailable ({self.error}); using the eager torch kernels",
-                                      RuntimeWarning, stacklevel=3)
+                        if not said:
+                            warnings.warn(f"nsr: native kernels unavailable ({self.error}); using the eager torch kernels",
+                                          RuntimeWarning, stacklevel=3)
         return self._lib
 
     def call(self, fn: str, **args) -> int:
