@@ -376,8 +376,7 @@ def main(argv=None) -> int:
         with open(args.report_only) as f:
             saved = json.load(f)
         rows = saved.pop("rows")
-        with open(args.markdown or "/dev/stdout", "w") as f:
-            f.write(markdown(rows, saved))
+        write_markdown(args.markdown, markdown(rows, saved))
         return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -518,9 +517,27 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, **extra}, f, indent=1, default=float)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown(rows, extra))
+        write_markdown(args.markdown, markdown(rows, extra))
     return 0
+
+
+HAND_WRITTEN = "<!-- written by hand below this line: bench.py keeps it when it rewrites the file -->"
+
+
+def write_markdown(path, text: str) -> None:
+    """Write the report to ``path`` (stdout if None), keeping the hand-written part of an existing file
+    (everything after the ``HAND_WRITTEN`` line)."""
+    if not path:
+        print(text)
+        return
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if HAND_WRITTEN in old:
+            kept = HAND_WRITTEN + old.split(HAND_WRITTEN, 1)[1]
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + kept if kept else text)
 
 
 def _si(x: float) -> str:
@@ -658,8 +675,7 @@ def markdown(rows, extra) -> str:
             "particles evenly over `torch.get_num_threads()` threads, with bit-identical results (tested).", ""]
     out += ["## GPU", "", "Not measured (no GPU was available). On a CUDA machine, `bash bench/gpu_check.sh` runs the "
             "CUDA tests and the GPU rows (weightwise full-batch self-training at P = 10^7, a 10^7-particle soup "
-            "generation by phase) in under 8 minutes and writes `bench/gpu_check.json`; see the section on it in "
-            "this file's notes written by hand, below the generated part.", ""]
+            "generation by phase) in under 8 minutes and writes `bench/gpu_check.json`; see \"The GPU check\" below.", ""]
     return "\n".join(out)
 
 
