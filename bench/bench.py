@@ -482,6 +482,16 @@ def main(argv=None) -> int:
                   + (f"; own compute ceiling {row['compute_ceiling_ns']:.1f} ns: "
                      f"{100 * row['fraction_of_compute_ceiling']:.0f}% of it" if "compute_ceiling_ns" in row else ""))
 
+    extra["per_flop"] = []  # full-batch self-training of every family, per flop of its native kernel
+    for r in rows:
+        if r["op"] == "train_full" and r["threads"] == 1 and r["P"] == 100_000 and "(eager)" not in r["case"]:
+            flops = ceiling.train_flops(ARCHS[r["arch"]]())
+            extra["per_flop"].append({"arch": r["arch"], "flops": flops, "cpu_ns_per_step": 1e9 * r["cpu_seconds"] / r["P"],
+                                      "gflops": flops * r["P"] / r["cpu_seconds"] / 1e9})
+    for k in extra["per_flop"]:
+        k["vs_weightwise"] = extra["per_flop"][0]["gflops"] / k["gflops"] if extra["per_flop"] else math.nan
+        print(f"  {k['arch']} train_full at P=10^5: {k['flops']} flops per particle-step, {k['gflops']:.1f} GFLOP/s "
+              f"(CPU time), x{k['vs_weightwise']:.2f} weightwise's time per flop")
     soup_rows = [r for r in rows if r["case"] == "weightwise/soup" and r["P"] == 100_000 and r["threads"] == 1]
     if soup_rows:
         extra["soup_generations_per_minute_1e5"] = 60 / soup_rows[0]["seconds"]
@@ -627,6 +637,11 @@ def markdown(rows, extra) -> str:
                    + (f"; its own compute ceiling is {k['compute_ceiling_ns']:.1f} ns: "
                       f"**{100 * k['fraction_of_compute_ceiling']:.0f}%** of it" if "compute_ceiling_ns" in k else "")
                    + ".")
+    if extra.get("per_flop"):
+        out.append("- full-batch self-training at P = 10^5, per flop of each family's native kernel (`bench/ceiling.py`, "
+                   "`train_flops`): " + "; ".join(f"{k['arch']} {k['flops']} flops, {k['gflops']:.1f} GFLOP/s "
+                                                 f"(x{k['vs_weightwise']:.2f} weightwise's time per flop)"
+                                                 for k in extra["per_flop"]) + ".")
     if "soup_generations_per_minute_1e5" in extra:
         out.append(f"- a soup of 10^5 weightwise particles (attack 0.1, learn_from 0.1, train 1, respawn): "
                    f"**{extra['soup_generations_per_minute_1e5']:.0f} generations per minute**.")

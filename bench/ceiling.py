@@ -56,6 +56,29 @@ def mlp_flops(dims, samples: int) -> int:
     return B * (fwd + loss + grads + deltas) + 2 * W
 
 
+def rnn_flops(units, T: int) -> int:
+    """Flops of one step of rnn.c (linear activation) on one sequence of T steps; per particle."""
+    ins = [1] + list(units[:-1])
+    W = sum(i * u + u * u for i, u in zip(ins, units))
+    f = 4 * T + 2 * W  # loss and dL/d output of the top layer; SGD update
+    for k, (din, u) in enumerate(zip(ins, units)):
+        f += T * u * (2 * din - 1) + (T - 1) * 2 * u * u  # forward: input kernel, recurrent kernel (t > 0)
+        f += (T - 1) * u + (T - 1) * u * (2 * u - 1)  # deltas: + carry, carry through the recurrent kernel
+        f += 2 * T * din * u + 2 * (T - 1) * u * u  # kernel gradients
+        if k:
+            f += T * din * (2 * u - 1)  # dL/d inputs, the layer below's outputs
+    return f
+
+
+def train_flops(rep) -> int:
+    """Flops per particle of one full-batch self-training step of a replicator in the native kernels
+    (weightwise: its W samples; aggregating: its one sample of aggregates; recurrent: one sequence)."""
+    fam = rep.kernel
+    if hasattr(fam, "dims"):
+        return mlp_flops(fam.dims, fam.num_samples)
+    return rnn_flops(fam.units, rep.num_weights)
+
+
 def peak(repeats: int = 5, n: int = 2_000_000) -> dict:
     """``{"lanes", "mul_add_gflops", "fma_gflops"}``: the best of ``repeats`` CPU-timed runs."""
     lib = ctypes.CDLL(build.compile_library("ceiling", {"common.h": build.read_source("common.h"), "ceiling.c": SOURCE}))
