@@ -36,7 +36,7 @@ timeout 150 python -m pytest -q tests/test_devices.py --junitxml="$TMP/tests.xml
 TESTS_RC=$?
 tail -3 "$TMP/tests.txt"
 
-timeout 180 python bench/bench.py --device "$DEVICE" --threads $THREADS --sizes $SIZES --archs weightwise \
+timeout 180 python bench/bench.py --quick --device "$DEVICE" --threads $THREADS --sizes $SIZES --archs weightwise \
     --ops apply train_full --repeats 3 --soup-sizes 0 --no-fit --json "$TMP/bench.json" > "$TMP/bench.txt" 2>&1
 BENCH_RC=$?
 grep -E "weightwise/(apply|train_full) " "$TMP/bench.txt"
