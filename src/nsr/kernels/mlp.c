@@ -171,6 +171,10 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
     static int name(TRAIN_ARGS) { \
         mlp_t m; const int dims[4] = {d0, d1, d2, d3}; \
         mlp_init(&m, 3, dims, act); \
+        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
+            batch = 14; S = 14; \
+            return mlp_train_impl(&m, TRAIN_PASS); \
+        } \
         return mlp_train_impl(&m, TRAIN_PASS); \
     }
 SPECIALISED(train_4221_linear, 4, 2, 2, 1, LINEAR)
