@@ -1,29 +1,30 @@
-"""The fast variants of the native kernels compute the same bits as the generic ones: mlp.c's
-kernels compiled for the shipped layouts (constant widths and activation) against the generic
-kernel, for every activation, batch size and momentum."""
+"""The fast variants of the native kernels compute the same bits as the generic ones: mlp.c's and
+rnn.c's kernels compiled for the shipped layouts (constant widths and activation) against the
+generic kernels, for every activation, batch size and momentum."""
 import pytest
 import torch
 
-from nsr.kernels import mlp
-from nsr.replicators import ACTIVATIONS, Aggregating, Weightwise
+from nsr.kernels import mlp, rnn
+from nsr.replicators import ACTIVATIONS, Aggregating, Recurrent, Weightwise
 from nsr.training import learn_from, self_train
 
 
 def _train(rep, w, specialised, **kw):
-    before = mlp.SPECIALISED
-    mlp.SPECIALISED = specialised
+    before = mlp.SPECIALISED, rnn.SPECIALISED
+    mlp.SPECIALISED = rnn.SPECIALISED = specialised
     try:
         return self_train(rep, w, generator=torch.Generator().manual_seed(1), return_state=True, **kw)
     finally:
-        mlp.SPECIALISED = before
+        mlp.SPECIALISED, rnn.SPECIALISED = before
 
 
-@pytest.mark.parametrize("Rep", [Weightwise, Aggregating])
+@pytest.mark.parametrize("Rep", [Weightwise, Aggregating, Recurrent])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_kernels_compiled_for_the_shipped_layouts_give_the_generic_kernels_bits(Rep, activation):
     rep = Rep(activation=activation)
     assert rep.kernel.native_ready()
     w = rep.init(37, generator=torch.Generator().manual_seed(0))  # 37: full blocks and a partial one
+    w = w * 0.5 if Rep is Recurrent else w  # 17 steps of recurrence stay finite
     for kw in (dict(epochs=3, batch_size=None), dict(epochs=2, batch_size=1, momentum=0.9),
                dict(epochs=1, batch_size=3, lr=torch.linspace(0.001, 0.05, 37)[:, None])):
         fast, generic = _train(rep, w, True, **kw), _train(rep, w, False, **kw)
