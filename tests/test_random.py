@@ -1,7 +1,7 @@
 """Keyed randomness: a particle's numbers depend on its key alone."""
 import torch
 
-from nsr.random import KeyedStream, random_indices, splitmix64, splitmix64_int, uniform
+from nsr.random import KeyedStream, epoch_order, random_indices, splitmix64, splitmix64_int, uniform
 
 
 def test_splitmix64_on_tensors_is_bit_exact_with_the_uint64_reference():
@@ -90,3 +90,17 @@ def test_native_epoch_order_equals_torch_argsort_of_the_same_uniforms_ties_inclu
             assert ties.sum() > 0  # rows with equal numbers were among them
         stream = KeyedStream(5, 1, torch.arange(P), "train")
         assert torch.equal(keyed.HASH.order(stream.keys, 0, S), reference)
+
+
+def test_the_native_hash_gives_the_same_numbers_on_any_number_of_threads():
+    before = torch.get_num_threads()
+    draws = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            s = KeyedStream(9, 4, torch.arange(10_000), "train")
+            draws.append((s.keys, s.rand(3), s.bits(1), epoch_order(10_000, 14, generator=s)))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*draws):
+        assert torch.equal(a, b)
