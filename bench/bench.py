@@ -4,6 +4,12 @@
     python bench/bench.py                         # P up to 10^6, 1 and 2 threads, memory, Lightning
     python bench/bench.py --json results.json     # also write the rows
     python bench/bench.py --device cuda           # populations on the GPU (the loop too)
+    python bench/bench.py --quick --no-fit        # leave out the `nsr fit` rows
+
+Besides the throughput table it measures (in modules of its own, each also a command):
+the phases of a soup generation at P = 10^4 .. 10^6 (``bench/soup_phases.py``), ``nsr fit`` end
+to end on every shipped config (``bench/fit_configs.py``; under ``--quick`` only the paper's run,
+shrunk to 50 epochs) and the native kernels' own compute ceiling (``bench/ceiling.py``).
 
 For weightwise, aggregating and recurrent (2, 2) replicators it times, side by side in one process:
 self-application (``rep.apply``), one full-batch and one batch-size-1 self-training epoch
@@ -35,7 +41,7 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # bench/lightning_overhead.py
+sys.path.insert(0, HERE)  # bench/lightning_overhead.py, soup_phases.py, fit_configs.py, ceiling.py
 
 from nsr import soup  # noqa: E402
 from nsr.fixpoints import classify  # noqa: E402
@@ -43,6 +49,10 @@ from nsr import kernels  # noqa: E402
 from nsr.kernels import build  # noqa: E402
 from nsr.replicators import Aggregating, Recurrent, Weightwise  # noqa: E402
 from nsr.training import self_train  # noqa: E402
+
+import ceiling  # noqa: E402
+import fit_configs  # noqa: E402
+import soup_phases  # noqa: E402
 
 ARCHS = {"weightwise": Weightwise, "aggregating": Aggregating, "recurrent": Recurrent}
 OPS = ("apply", "train_full", "train_b1", "classify", "soup")
@@ -277,7 +287,7 @@ def roofline(device) -> dict:
 # what one particle-step of weightwise (2, 2) moves and computes in the native kernels
 KERNEL_COST = {  # op: (flops, bytes) per particle-step; see RESULTS.md for the count
     "apply": (14 * 28, 3 * 56),          # 14 samples x 14 multiply-adds; read a and b, write the result
-    "train_full": (14 * 72 + 28, 2 * 56),  # per sample 28 forward + 44 backward/loss flops; SGD; read+write w
+    "train_full": (ceiling.mlp_flops([4, 2, 2, 1], 14), 2 * 56),  # mlp.c's flops (910); read + write w
 }
 
 
@@ -357,14 +367,16 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, help="timings per measurement (default 3 quick, 5 full)")
     parser.add_argument("--archs", nargs="+", choices=list(ARCHS), default=list(ARCHS))
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS))
+    parser.add_argument("--soup-sizes", type=int, nargs="+",
+                        help="soup generations timed by phase (default 10^4 10^5 [10^6])")
+    parser.add_argument("--no-fit", action="store_true", help="leave out `nsr fit` of the shipped configs")
     parser.add_argument("--report-only", metavar="JSON", help="only rewrite --markdown from a --json file of a run")
     args = parser.parse_args(argv)
     if args.report_only:
         with open(args.report_only) as f:
             saved = json.load(f)
         rows = saved.pop("rows")
-        with open(args.markdown or "/dev/stdout", "w") as f:
-            f.write(markdown(rows, saved))
+        write_markdown(args.markdown, markdown(rows, saved))
         return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -429,9 +441,29 @@ def main(argv=None) -> int:
             kernels.set_compile(before)
 
     extra = {"machine": info}
+    torch.set_num_threads(1)
+    soup_sizes = [P for P in args.soup_sizes or ([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]) if P > 1]
+    if soup_sizes:
+        print("\nsoup generation by phase (weightwise; attack 0.1, learn_from 0.1 x 1, train 1, respawn), 1 thread, "
+              + ("wall seconds" if device.type == "cuda" else "CPU seconds") + ":")
+        extra["soup_phases"] = []
+        for P in soup_sizes:
+            extra["soup_phases"].append(soup_phases.measure(P, repeats, device, torch_hash=device.type == "cpu"))
+            print("  " + soup_phases.text(extra["soup_phases"][-1]), flush=True)
+    if not args.no_fit:
+        names, epochs = (["weightwise"], 50) if quick else (fit_configs.shipped(), None)
+        print("\nnsr fit, end to end, 1 thread" + (" (weightwise shrunk to 50 epochs)" if quick else "") + ":")
+        extra["fit"] = []
+        for name in names:
+            extra["fit"].append(fit_configs.measure(name, epochs))
+            print("  " + fit_configs.text(extra["fit"][-1]), flush=True)
     roof = roofline(device)
+    if device.type == "cpu":
+        roof.update(ceiling.peak())
     extra["roofline"] = roof
-    print(f"\nroofline, 1 thread: memory {roof['bandwidth_GBps']:.1f} GB/s (copy), {roof['gflops']:.1f} GFLOP/s (matmul)")
+    print(f"\nroofline, 1 thread: memory {roof['bandwidth_GBps']:.1f} GB/s (copy), {roof['gflops']:.1f} GFLOP/s (matmul)"
+          + (f", {roof['mul_add_gflops']:.1f} GFLOP/s separate mul + add, {roof['fma_gflops']:.1f} FMA (bench/ceiling.py)"
+             if "mul_add_gflops" in roof else ""))
     extra["kernel_roofline"] = []
     for op, (flops, nbytes) in KERNEL_COST.items():
         for r in rows:
@@ -439,11 +471,27 @@ def main(argv=None) -> int:
                 continue
             ns = 1e9 * r["cpu_seconds"] / (r["P"] * steps_per_call(Weightwise(), op))  # CPU time per step
             floor = max(flops / roof["gflops"], nbytes / roof["bandwidth_GBps"])  # ns per particle-step
-            extra["kernel_roofline"].append({"op": op, "P": r["P"], "flops": flops, "bytes": nbytes, "cpu_ns_per_step": ns,
-                                             "roofline_ns": floor, "fraction": floor / ns})
-            print(f"  weightwise {op} at P={r['P']}: {ns:.1f} ns CPU time per particle-step; {flops} flops and "
-                  f"{nbytes} bytes -> roofline {floor:.1f} ns: {100 * floor / ns:.0f}% of it")
+            row = {"op": op, "P": r["P"], "flops": flops, "bytes": nbytes, "cpu_ns_per_step": ns,
+                   "roofline_ns": floor, "fraction": floor / ns, "particle_steps_per_s_cpu": 1e9 / ns}
+            if "mul_add_gflops" in roof:  # the kernels' own ceiling: separate multiplies and adds, no FMA
+                row["compute_ceiling_ns"] = flops / roof["mul_add_gflops"]
+                row["fraction_of_compute_ceiling"] = row["compute_ceiling_ns"] / ns
+            extra["kernel_roofline"].append(row)
+            print(f"  weightwise {op} at P={r['P']}: {ns:.1f} ns CPU time per particle-step ({1e3 / ns:.1f} M/s); "
+                  f"{flops} flops and {nbytes} bytes -> roofline {floor:.1f} ns: {100 * floor / ns:.0f}% of it"
+                  + (f"; own compute ceiling {row['compute_ceiling_ns']:.1f} ns: "
+                     f"{100 * row['fraction_of_compute_ceiling']:.0f}% of it" if "compute_ceiling_ns" in row else ""))
 
+    extra["per_flop"] = []  # full-batch self-training of every family, per flop of its native kernel
+    for r in rows:
+        if r["op"] == "train_full" and r["threads"] == 1 and r["P"] == 100_000 and "(eager)" not in r["case"]:
+            flops = ceiling.train_flops(ARCHS[r["arch"]]())
+            extra["per_flop"].append({"arch": r["arch"], "flops": flops, "cpu_ns_per_step": 1e9 * r["cpu_seconds"] / r["P"],
+                                      "gflops": flops * r["P"] / r["cpu_seconds"] / 1e9})
+    for k in extra["per_flop"]:
+        k["vs_weightwise"] = extra["per_flop"][0]["gflops"] / k["gflops"] if extra["per_flop"] else math.nan
+        print(f"  {k['arch']} train_full at P=10^5: {k['flops']} flops per particle-step, {k['gflops']:.1f} GFLOP/s "
+              f"(CPU time), x{k['vs_weightwise']:.2f} weightwise's time per flop")
     soup_rows = [r for r in rows if r["case"] == "weightwise/soup" and r["P"] == 100_000 and r["threads"] == 1]
     if soup_rows:
         extra["soup_generations_per_minute_1e5"] = 60 / soup_rows[0]["seconds"]
@@ -479,9 +527,27 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, **extra}, f, indent=1, default=float)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown(rows, extra))
+        write_markdown(args.markdown, markdown(rows, extra))
     return 0
+
+
+HAND_WRITTEN = "<!-- written by hand below this line: bench.py keeps it when it rewrites the file -->"
+
+
+def write_markdown(path, text: str) -> None:
+    """Write the report to ``path`` (stdout if None), keeping the hand-written part of an existing file
+    (everything after the ``HAND_WRITTEN`` line)."""
+    if not path:
+        print(text)
+        return
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if HAND_WRITTEN in old:
+            kept = HAND_WRITTEN + old.split(HAND_WRITTEN, 1)[1]
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + kept if kept else text)
 
 
 def _si(x: float) -> str:
@@ -531,14 +597,51 @@ def markdown(rows, extra) -> str:
         out += [f"| {r['case']} | {_p(r['P'])} | {_si(r['particle_steps_per_s'])} | {r['ratio_vs_loop']:.0f} |"
                 for r in eager]
         out.append("")
+    if extra.get("soup_phases"):
+        unit = "wall seconds" if extra["soup_phases"][0]["device"].startswith("cuda") else "CPU seconds"
+        out += ["## A soup generation by phase (`bench/soup_phases.py`), weightwise, 1 thread", "",
+                "One generation (attack 0.1, learn_from 0.1 x 1 epoch, train 1, respawn) through "
+                f"`nsr.soup.generation_step`, its phases timed separately, in {unit} (best of several). "
+                "*randomness* is the keyed random numbers inside the phases (a share of them); *torch hash* is the "
+                "same generation with the keyed streams computed by the torch code alone (the same bits).", "",
+                "| P | attack | learn_from | train | respawn | randomness | total | torch hash: randomness | total |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in extra["soup_phases"]:
+            sec, th = r["seconds"], r.get("torch_hash")
+            out.append(f"| {_p(r['P'])} | " + " | ".join(f"{sec[k]:.3f}" for k in soup_phases.PHASES)
+                       + f" | **{sec['total']:.3f}** | "
+                       + (f"{th['randomness']:.3f} | {th['total']:.3f} |" if th else "not measured | |"))
+        out.append("")
+    if extra.get("fit"):
+        out += ["## `nsr fit` end to end (`bench/fit_configs.py`), 1 thread", "",
+                "Each shipped config in a fresh process, as `nsr fit --config configs/NAME.yaml` runs it: the wall "
+                "clock of the whole command (start-up and end-of-run probes included), the training loop's epochs "
+                "(generations) per second, and the share of the loop spent inside nsr's kernels (the drivers "
+                "`nsr.kernels.train`, `apply`, `loss_and_grad`, timed in the process).", "",
+                "| config | epochs | wall clock s | loop s | epochs/s | in kernels |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['config']} | {r['epochs']} | {r['wall_s']:.1f} | {r['loop_s']:.2f} | {r['epochs_per_s']:.0f} | "
+                f"{100 * r['kernel_share']:.0f}% |" for r in extra["fit"]]
+        out.append("")
     roof = extra["roofline"]
     out += ["## Targets and roofline (one thread, weightwise (2, 2))", "",
             f"Measured here: memory bandwidth {roof['bandwidth_GBps']:.1f} GB/s (copy of a 128 MiB tensor, bytes "
-            f"read + written), {roof['gflops']:.1f} GFLOP/s (2048 x 2048 float32 matmul, FMA).", ""]
+            f"read + written), {roof['gflops']:.1f} GFLOP/s (2048 x 2048 float32 matmul)"
+            + (f"; the native kernels' own compute ceiling (`bench/ceiling.py`): {roof['mul_add_gflops']:.1f} GFLOP/s "
+               f"as separate multiplies and adds in {roof['lanes']}-lane vectors ({roof['fma_gflops']:.1f} as FMA)"
+               if "mul_add_gflops" in roof else "") + ".", ""]
     for k in extra.get("kernel_roofline", []):
-        out.append(f"- {k['op']} at P = {_p(k['P'])}: {k['cpu_ns_per_step']:.1f} ns of CPU time per particle-step; "
-                   f"the kernel does {k['flops']} flops and moves {k['bytes']} bytes per particle-step, so the "
-                   f"roofline is {k['roofline_ns']:.1f} ns: **{100 * k['fraction']:.0f}%** of it.")
+        out.append(f"- {k['op']} at P = {_p(k['P'])}: {k['cpu_ns_per_step']:.1f} ns of CPU time per particle-step "
+                   f"({1e3 / k['cpu_ns_per_step']:.1f} M/s); the kernel does {k['flops']} flops and moves "
+                   f"{k['bytes']} bytes per particle-step, so the roofline is {k['roofline_ns']:.1f} ns: "
+                   f"**{100 * k['fraction']:.0f}%** of it"
+                   + (f"; its own compute ceiling is {k['compute_ceiling_ns']:.1f} ns: "
+                      f"**{100 * k['fraction_of_compute_ceiling']:.0f}%** of it" if "compute_ceiling_ns" in k else "")
+                   + ".")
+    if extra.get("per_flop"):
+        out.append("- full-batch self-training at P = 10^5, per flop of each family's native kernel (`bench/ceiling.py`, "
+                   "`train_flops`): " + "; ".join(f"{k['arch']} {k['flops']} flops, {k['gflops']:.1f} GFLOP/s "
+                                                 f"(x{k['vs_weightwise']:.2f} weightwise's time per flop)"
+                                                 for k in extra["per_flop"]) + ".")
     if "soup_generations_per_minute_1e5" in extra:
         out.append(f"- a soup of 10^5 weightwise particles (attack 0.1, learn_from 0.1, train 1, respawn): "
                    f"**{extra['soup_generations_per_minute_1e5']:.0f} generations per minute**.")
@@ -566,14 +669,15 @@ def markdown(rows, extra) -> str:
             "- nsr runs these through `nsr.kernels`: native C kernels (float32 on CPU, built on first use "
             "with the system C compiler) that run a whole epoch per block of particles in registers, else eager "
             "torch kernels in a particle-last layout (`NSR_COMPILE=0`, other dtypes, GPUs).",
-            "- Flops and bytes per particle-step of weightwise (2, 2): a full-batch epoch does, per sample, 28 "
-            "forward flops (4x2 + 2x2 + 2x1 multiply-adds), 4 for the loss and dL/d output, 28 for the kernel "
-            "gradients and 12 for the deltas (72), times 14 samples, plus 28 for the SGD update: 1036 flops; it "
-            "reads and writes the genome once (2 x 56 bytes). A self-application is 14 x 28 = 392 flops; it reads "
-            "the network and the genome and writes the result (3 x 56 bytes). Both are compute-bound here.",
+            "- Flops and bytes per particle-step of weightwise (2, 2), counted from mlp.c's loops "
+            "(`bench/ceiling.py`, `mlp_flops`): a full-batch epoch does, per sample, 23 forward flops (4x2 + 2x2 + "
+            "2x1 multiplies, 8 adds), 4 for the loss and dL/d output, 28 for the kernel gradients and 8 for the "
+            "deltas (63), times 14 samples, plus 28 for the SGD update: 910 flops; it reads and writes the genome "
+            "once (2 x 56 bytes). A self-application is 14 x 28 = 392 flops; it reads the network and the genome "
+            "and writes the result (3 x 56 bytes).",
             "- The native kernels are compiled with FMA contraction off, so that an epoch gives exactly the bits of "
             "stepping with `loss_and_grad` and `nsr.training.sgd_step` (what the Lightning module does); their own "
-            "compute ceiling is therefore half the FMA matmul rate above, and the fractions against it double.",
+            "compute ceiling is the rate of separate vector multiplies and adds, measured by `bench/ceiling.py`.",
             "- The loop's networks do what the published PyTorch code does per network: build the samples from the "
             "current weights, forward, `mse_loss`, `backward`, `optimizer.step()` (self-application writes the "
             "outputs back into the weights). A soup generation walks the particles one by one (attack and "
@@ -584,11 +688,9 @@ def markdown(rows, extra) -> str:
             "- This machine's two vCPUs were shared with other users' test runs while measured, so the 2-thread "
             "rows mostly measure that contention (often slower than one thread). The native kernels split the "
             "particles evenly over `torch.get_num_threads()` threads, with bit-identical results (tested).", ""]
-    out += ["## GPU", "", "Not measured yet (no GPU was available). Run, on a CUDA machine:", "",
-            "```bash",
-            "python bench/bench.py --device cuda --threads 1 --sizes 1 10000 1000000 --json bench/gpu.json",
-            "python bench/bench.py --device cuda --threads 1 --sizes 10000000 100000000 --archs weightwise "
-            "--ops apply train_full train_b1 --json bench/gpu_large.json", "```", ""]
+    out += ["## GPU", "", "Not measured (no GPU was available). On a CUDA machine, `bash bench/gpu_check.sh` runs the "
+            "CUDA tests and the GPU rows (weightwise full-batch self-training at P = 10^7, a 10^7-particle soup "
+            "generation by phase) in under 8 minutes and writes `bench/gpu_check.json`; see \"The GPU check\" below.", ""]
     return "\n".join(out)
 
 

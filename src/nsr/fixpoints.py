@@ -42,7 +42,9 @@ def check_epsilon(epsilon) -> float:
 
 def is_divergent(w: torch.Tensor) -> torch.Tensor:
     """``[P]`` bool: some weight is NaN or +-inf."""
-    return ~torch.isfinite(w).all(dim=1)
+    # w * 0 is 0 for a finite weight and NaN otherwise, so a row sums to 0 exactly when every weight
+    # is finite (the same as ~isfinite(w).all(1), in two passes over w instead of five)
+    return (w * 0).sum(dim=1) != 0
 
 
 def is_fixpoint(rep, w: torch.Tensor, epsilon: float = 1e-4, generator=None) -> torch.Tensor:

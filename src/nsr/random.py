@@ -8,7 +8,9 @@ Two sources of random numbers, interchangeable wherever nsr takes a ``generator`
   or a particle alone, draws exactly what it would draw inside the whole population.
 
 The keyed hash is splitmix64, computed in int64 tensors (two's-complement wrap-around is the
-same bit pattern as uint64 arithmetic; logical shifts are masked arithmetic shifts).
+same bit pattern as uint64 arithmetic; logical shifts are masked arithmetic shifts). On CPU the
+same arithmetic runs in C when :mod:`nsr.kernels` has installed it (:func:`use_native_hash`; it
+does on import): the same numbers, bit for bit, several times faster.
 """
 from __future__ import annotations
 
@@ -51,6 +53,24 @@ def splitmix64_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
+# A native implementation of the streams' arithmetic (``nsr.kernels.keyed.HASH``), or None. Its
+# methods keys, bits, rand, order return the tensors the torch code below would, or None where
+# they do not apply (then the torch code runs).
+_native_hash = None
+
+
+def use_native_hash(impl) -> None:
+    """Install ``impl`` (e.g. ``nsr.kernels.keyed.HASH``) as the keyed streams' arithmetic, or
+    ``None`` for the torch code alone. Either gives the same numbers."""
+    global _native_hash
+    _native_hash = impl
+
+
+def native_hash():
+    """The installed native implementation of the keyed streams, or None."""
+    return _native_hash
+
+
 def _tag_hash(tag: str) -> int:
     h = 0
     for ch in tag.encode():
@@ -73,7 +93,8 @@ class KeyedStream:
         base = splitmix64_int(splitmix64_int(int(seed) & _MASK64) ^ _tag_hash(tag))
         base = splitmix64_int(base ^ (int(generation) & _MASK64))
         ids = torch.as_tensor(ids, dtype=torch.int64)
-        self.keys = splitmix64(ids * _C2 + _s64(base))  # [P]
+        keys = _native_hash.keys(ids, _s64(base)) if _native_hash is not None else None
+        self.keys = keys if keys is not None else splitmix64(ids * _C2 + _s64(base))  # [P]
         self.counter = 0
         self.device = ids.device
 
@@ -82,12 +103,22 @@ class KeyedStream:
 
     def bits(self, n: int) -> torch.Tensor:
         """``[P, n]`` int64 random bit patterns."""
+        if _native_hash is not None:
+            out = _native_hash.bits(self.keys, self.counter, n)
+            if out is not None:
+                self.counter += n
+                return out
         j = torch.arange(self.counter, self.counter + n, dtype=torch.int64, device=self.device)
         self.counter += n
         return splitmix64(self.keys[:, None] + j[None, :] * _GOLDEN)
 
     def rand(self, n: int) -> torch.Tensor:
         """``[P, n]`` float32 uniform in [0, 1) (24 random bits each)."""
+        if _native_hash is not None:
+            out = _native_hash.rand(self.keys, self.counter, n)
+            if out is not None:
+                self.counter += n
+                return out
         return _lsr(self.bits(n), 40).to(torch.float32) * (1.0 / (1 << 24))
 
 
@@ -130,4 +161,9 @@ def epoch_order(P: int, S: int, shuffle: bool = True, generator=None, device=Non
     independent random permutation per particle when shuffling)."""
     if not shuffle or S == 1:
         return torch.arange(S, device=device).expand(P, S)
+    if isinstance(generator, KeyedStream) and _native_hash is not None and len(generator) == P:
+        order = _native_hash.order(generator.keys, generator.counter, S)  # the argsort below, fused
+        if order is not None:
+            generator.counter += S
+            return order.to(device) if device is not None else order
     return uniform(generator, P, S, device=device).argsort(dim=1)

@@ -53,7 +53,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from nsr.fixpoints import check_epsilon
+from nsr.fixpoints import check_epsilon, is_divergent
 from nsr.random import KeyedStream, random_indices
 from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
 from nsr.training import check_hyperparameters, learn_from, self_train
@@ -262,7 +262,7 @@ def _attack_phase(rep, w, shard, seed, generation, attacking_rate, soup_size):
         return w, 0, source
     attackers = attacks.nonzero()[:, 0]  # [A] global indices, ascending
     genomes = gather_rows(shard, w, attacks)  # [A, W] the attackers' genomes at the phase start
-    live = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not attack
+    live = ~is_divergent(genomes)  # a divergent genome does not attack
     attackers, genomes = attackers[live], genomes[live]
     if attackers.numel() == 0:
         return w, 0, source
@@ -296,7 +296,7 @@ def _learn_from_phase(rep, w, shard, seed, generation, learn_from_rate, severity
     teachers = needed.nonzero()[:, 0]  # [T] global indices, ascending
     genomes = gather_rows(shard, w, needed)  # [T, W] teachers after the attack phase
     live_teacher = torch.zeros(P, dtype=torch.bool, device=w.device)
-    live_teacher[teachers] = torch.isfinite(genomes).all(dim=1)  # a divergent genome does not teach
+    live_teacher[teachers] = ~is_divergent(genomes)  # a divergent genome does not teach
     learns = learns & live_teacher[teacher]
     events = int(learns.sum())
     local = learns[lo:hi].nonzero()[:, 0]  # local indices of learners
@@ -322,7 +322,7 @@ def soup_bounds(size: int, world: int, soup_size: Optional[int] = None) -> tuple
 def _respawn_check(rep, w, params):
     """``(divergent, zero)`` BoolTensors ``[P]``: the particles the respawn removes."""
     P = w.shape[0]
-    divergent = (~torch.isfinite(w).all(dim=1) if params.remove_divergent
+    divergent = (is_divergent(w) if params.remove_divergent
                  else torch.zeros(P, dtype=torch.bool, device=w.device))
     zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
     return divergent, zero
@@ -476,7 +476,8 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
         where = dead.nonzero()[:, 0]
         if not sequential:  # the sequential order replaced them at their turn
             fresh = rep.init(n_dead, generator=KeyedStream(seed, g, where + lo, "respawn"), device=w.device)
-            w = w.clone()
+            if params.train == 0:  # else w is self_train's new tensor: the caller's genomes are not touched
+                w = w.clone()
             w[where] = fresh.to(w.dtype)
             loss = loss.clone()
             loss[where] = math.nan  # the slot holds a new particle, not yet trained

@@ -24,11 +24,14 @@ the native kernels off with ``NSR_COMPILE=0`` or :func:`set_compile`.
 >>> torch.allclose(rep.apply(w, w), rep.forward(w, x)[:, :, 0], atol=1e-6)
 True
 """
-from nsr.kernels import build
+from nsr import random as _random
+from nsr.kernels import build, keyed
 from nsr.kernels.driver import apply, backend, loss_and_grad, train
 from nsr.kernels.family import KernelFamily
 from nsr.kernels.mlp import MLPKernel
 from nsr.kernels.rnn import RNNKernel
+
+_random.use_native_hash(keyed.HASH)  # the keyed streams' hash in C (same numbers; see keyed.py)
 
 
 def set_compile(enabled: bool) -> None:

@@ -43,7 +43,16 @@ static void* valloc(size_t n) { return aligned_alloc(64, (n ? n : 1) * sizeof(vf
 
 /* ---- particle blocks: rows of particle-first arrays [P, n] to and from lanes ------------------- */
 HOT void load_rows(vf* dst, const float* src, int64_t p0, int n, int64_t np) {
-    if (np < LN) memset(dst, 0, sizeof(vf) * n);         /* missing particles compute on zeros */
+    if (np == LN) {                                       /* a full block: each vector built in a register */
+        const float* rows = src + p0 * (int64_t)n;       /* (never from LN narrow stores: no stalled loads) */
+        for (int k = 0; k < n; ++k) {
+            vf t;
+            for (int l = 0; l < LN; ++l) t[l] = rows[(int64_t)l * n + k];
+            dst[k] = t;
+        }
+        return;
+    }
+    memset(dst, 0, sizeof(vf) * n);                      /* missing particles compute on zeros */
     for (int l = 0; l < np; ++l) {
         const float* row = src + (p0 + l) * (int64_t)n;   /* one particle's row: contiguous reads */
         for (int k = 0; k < n; ++k) dst[k][l] = row[k];

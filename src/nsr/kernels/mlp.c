@@ -7,7 +7,7 @@ typedef struct {
     int dims[MAXL + 1], koff[MAXL], aoff[MAXL + 1];
 } mlp_t;
 
-static int mlp_init(mlp_t* m, int L, const int* dims, int act) {
+HOT int mlp_init(mlp_t* m, int L, const int* dims, int act) {
     if (L < 1 || L > MAXL) return 1;
     m->L = L; m->act = act; m->W = 0; m->sumd = 0; m->maxd = 0;
     for (int i = 0; i <= L; ++i) {
@@ -120,7 +120,7 @@ HOT void gather(const vf* xs, const vf* ys, int n_in, int n_out, int stride, vf*
     }
 }
 
-static int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
+HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
     const int W = m->W, I = m->I, O = m->O;
     if (mode == 1 && (I != 4 || O != 1 || S != W)) return 2;
     if (batch < 1 || batch > S) batch = S;
@@ -159,13 +159,44 @@ static int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_ou
     return rc;
 }
 
-int nsr_mlp_train(int64_t P, int L, const int* dims, int act, const float* w, float* w_out, float* vel, int vel_init,
-                  float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y,
-                  int S, const float* ids, const int64_t* order, int batch, const float* lr, int lr_stride,
-                  float mom, int epochs) {
+/* The same kernel compiled for the shipped layouts (weightwise and aggregating (2, 2)) with the
+   widths and the activation as constants: the compiler unrolls the layers and keeps the kernels in
+   registers. The arithmetic, and its order, is the generic kernel's: the same bits (tested). */
+#define TRAIN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
+    const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, \
+    const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs
+#define TRAIN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, ids, order, batch, lr, \
+    lr_stride, mom, epochs
+#define SPECIALISED(name, d0, d1, d2, d3, act) \
+    static int name(TRAIN_ARGS) { \
+        mlp_t m; const int dims[4] = {d0, d1, d2, d3}; \
+        mlp_init(&m, 3, dims, act); \
+        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
+            batch = 14; S = 14; \
+            return mlp_train_impl(&m, TRAIN_PASS); \
+        } \
+        return mlp_train_impl(&m, TRAIN_PASS); \
+    }
+SPECIALISED(train_4221_linear, 4, 2, 2, 1, LINEAR)
+SPECIALISED(train_4221_tanh, 4, 2, 2, 1, TANH)
+SPECIALISED(train_4221_sigmoid, 4, 2, 2, 1, SIGMOID)
+SPECIALISED(train_4221_relu, 4, 2, 2, 1, RELU)
+SPECIALISED(train_4224_linear, 4, 2, 2, 4, LINEAR)
+SPECIALISED(train_4224_tanh, 4, 2, 2, 4, TANH)
+SPECIALISED(train_4224_sigmoid, 4, 2, 2, 4, SIGMOID)
+SPECIALISED(train_4224_relu, 4, 2, 2, 4, RELU)
+
+static int train_generic(const mlp_t* m, TRAIN_ARGS) { return mlp_train_impl(m, TRAIN_PASS); }
+
+int nsr_mlp_train(TRAIN_ARGS, int L, const int* dims, int act, int specialised) {
     mlp_t m;
-    if (mlp_init(&m, L, dims, act)) return 1;
-    return mlp_train_impl(&m, P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, ids, order, batch, lr, lr_stride, mom, epochs);
+    if (mlp_init(&m, L, dims, act) || act < 0 || act > 3) return 1;
+    typedef int (*train_fn)(TRAIN_ARGS);
+    static const train_fn t4221[4] = {train_4221_linear, train_4221_tanh, train_4221_sigmoid, train_4221_relu};
+    static const train_fn t4224[4] = {train_4224_linear, train_4224_tanh, train_4224_sigmoid, train_4224_relu};
+    if (specialised && L == 3 && dims[0] == 4 && dims[1] == 2 && dims[2] == 2 && (dims[3] == 1 || dims[3] == 4))
+        return (dims[3] == 1 ? t4221 : t4224)[act](TRAIN_PASS);
+    return train_generic(&m, TRAIN_PASS);
 }
 
 /* loss [P] and gradient [P, W] of one step on X [P, B, I], Y [P, B, O] */

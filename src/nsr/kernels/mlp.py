@@ -73,13 +73,16 @@ def mlp_apply(shapes, act: str, aT, cols):
 
 # ---- the native kernels (mlp.c) ------------------------------------------------------------------
 LIBRARY = Library("mlp", ["common.h", "mlp.c"], [
-    Signature("nsr_mlp_train", P=i64, L=i32, dims=ptr, act=i32, w=ptr, w_out=ptr, vel=ptr, vel_init=i32, loss=ptr,
-              mode=i32, src=ptr, self_samples=i32, X=ptr, Y=ptr, S=i32, ids=ptr, order=ptr, batch=i32, lr=ptr,
-              lr_stride=i32, mom=f32, epochs=i32),
+    Signature("nsr_mlp_train", P=i64, w=ptr, w_out=ptr, vel=ptr, vel_init=i32, loss=ptr, mode=i32, src=ptr,
+              self_samples=i32, X=ptr, Y=ptr, S=i32, ids=ptr, order=ptr, batch=i32, lr=ptr, lr_stride=i32, mom=f32,
+              epochs=i32, L=i32, dims=ptr, act=i32, specialised=i32),
     Signature("nsr_mlp_loss_grad", P=i64, L=i32, dims=ptr, act=i32, w=ptr, X=ptr, Y=ptr, B=i32, loss=ptr, grad=ptr),
     Signature("nsr_mlp_apply", P=i64, L=i32, dims=ptr, act=i32, a=ptr, mode=i32, b=ptr, X=ptr, S=i32, ids=ptr,
               out=ptr),
 ])
+
+
+SPECIALISED = True  # use mlp.c's kernels compiled for the shipped layouts (the same bits; False: generic)
 
 
 class MLPKernel(KernelFamily):
@@ -154,7 +157,7 @@ class MLPKernel(KernelFamily):
                                 mode=0 if X is not None else 1, src=row(src, p0), self_samples=int(self_samples),
                                 X=row(X, p0), Y=row(Y, p0), S=S, ids=pointer(ids), order=row(order, p0),
                                 batch=batch, lr=row(lr, p0) if lr_stride else pointer(lr), lr_stride=lr_stride,
-                                mom=float(momentum), epochs=epochs)
+                                mom=float(momentum), epochs=epochs, specialised=int(SPECIALISED))
 
         run("mlp_train", w.shape[0], call)
 

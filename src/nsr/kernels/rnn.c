@@ -7,7 +7,7 @@ typedef struct {
     int in[MAXL], u[MAXL], koff[MAXL], roff[MAXL], hoff[MAXL + 1];
 } rnn_t;
 
-static int rnn_init(rnn_t* r, int NL, const int* units, int act) {
+HOT int rnn_init(rnn_t* r, int NL, const int* units, int act) {
     if (NL < 1 || NL > MAXL) return 1;
     r->NL = NL; r->act = act; r->W = 0; r->sumu = 1; r->maxu = 1;
     r->hoff[0] = 0;                                /* the input sequence (one feature) */
@@ -105,7 +105,7 @@ HOT vf rnn_step_grad(const rnn_t* r, const vf* w, vf* h, const vf* y, int B, int
 
 /* epochs of SGD: mode 0 sequences X, Y [P, S, T]; mode 1 the genome src (or the block's own weights
    when self_samples) as the one sequence (S = 1, T = W) */
-static int rnn_train_impl(const rnn_t* r, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, int T, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
+HOT int rnn_train_impl(const rnn_t* r, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, int T, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
     const int W = r->W, su = r->sumu, mu = r->maxu;
     if (mode == 1 && (S != 1 || T != W)) return 2;
     if (batch < 1 || batch > S) batch = S;
@@ -129,7 +129,12 @@ static int rnn_train_impl(const rnn_t* r, int64_t P, const float* w, float* w_ou
             vf total = {0};
             for (int t0 = 0; t0 < S; t0 += B) {
                 const int b = S - t0 < B ? S - t0 : B;
-                for (int j = 0; j < b; ++j)               /* sequence j of the step, per lane */
+                for (int j = 0; j < b && !order; ++j)     /* sequence t0 + j of every lane: whole vectors */
+                    for (int t = 0; t < T; ++t) {
+                        h[((int64_t)j * T + t) * su] = xs[(int64_t)(t0 + j) * T + t];
+                        yb[j * T + t] = ys[(int64_t)(t0 + j) * T + t];
+                    }
+                for (int j = 0; j < b && order; ++j)      /* sequence j of the step, per lane */
                     for (int l = 0; l < LN; ++l) {
                         const int64_t s = order ? order[(l < np ? p0 + l : p0) * (int64_t)S + t0 + j] : t0 + j;
                         for (int t = 0; t < T; ++t) {
@@ -151,13 +156,39 @@ static int rnn_train_impl(const rnn_t* r, int64_t P, const float* w, float* w_ou
     return rc;
 }
 
+/* The same kernel compiled for the shipped layout (recurrent (2, 2): units 2, 2, 1) with the units,
+   the activation and, for its own genome as the sequence, the sequence length as constants. The
+   arithmetic and its order are the generic kernel's: the same bits (tested). */
+#define RNN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
+    const float* src, int self_samples, const float* X, const float* Y, int S, int T, const int64_t* order, \
+    int batch, const float* lr, int lr_stride, float mom, int epochs
+#define RNN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, T, order, batch, lr, lr_stride, \
+    mom, epochs
+#define RNN_SPECIALISED(name, act) \
+    static int name(RNN_ARGS) { \
+        rnn_t r; const int units[3] = {2, 2, 1}; \
+        rnn_init(&r, 3, units, act); \
+        if (mode == 1 && S == 1 && T == 17) { S = 1; T = 17; batch = 1; return rnn_train_impl(&r, RNN_PASS); } \
+        return rnn_train_impl(&r, RNN_PASS); \
+    }
+RNN_SPECIALISED(rnn_221_linear, LINEAR)
+RNN_SPECIALISED(rnn_221_tanh, TANH)
+RNN_SPECIALISED(rnn_221_sigmoid, SIGMOID)
+RNN_SPECIALISED(rnn_221_relu, RELU)
+
+static int rnn_train_generic(const rnn_t* r, RNN_ARGS) { return rnn_train_impl(r, RNN_PASS); }
+
 int nsr_rnn_train(int64_t P, int NL, const int* units, int act, const float* w, float* w_out, float* vel,
                   int vel_init, float* loss,
                   int mode, const float* src, int self_samples, const float* X, const float* Y, int S, int T,
-                  const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
+                  const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs,
+                  int specialised) {
     rnn_t r;
-    if (rnn_init(&r, NL, units, act)) return 1;
-    return rnn_train_impl(&r, P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, T, order, batch, lr, lr_stride, mom, epochs);
+    if (rnn_init(&r, NL, units, act) || act < 0 || act > 3) return 1;
+    typedef int (*train_fn)(RNN_ARGS);
+    static const train_fn t221[4] = {rnn_221_linear, rnn_221_tanh, rnn_221_sigmoid, rnn_221_relu};
+    if (specialised && NL == 3 && units[0] == 2 && units[1] == 2 && units[2] == 1) return t221[act](RNN_PASS);
+    return rnn_train_generic(&r, RNN_PASS);
 }
 
 static int rnn_loss_grad_impl(const rnn_t* r, int64_t P, const float* w, const float* X, const float* Y, int B, int T, float* loss, float* grad) {

@@ -90,10 +90,11 @@ def rnn_apply(shapes, act: str, aT, xT):
 
 
 # ---- the native kernels (rnn.c) ------------------------------------------------------------------
+SPECIALISED = True  # use rnn.c's kernel compiled for the shipped layout (the same bits; False: generic)
 LIBRARY = Library("rnn", ["common.h", "rnn.c"], [
     Signature("nsr_rnn_train", P=i64, NL=i32, units=ptr, act=i32, w=ptr, w_out=ptr, vel=ptr, vel_init=i32,
               loss=ptr, mode=i32, src=ptr, self_samples=i32, X=ptr, Y=ptr, S=i32, T=i32, order=ptr, batch=i32,
-              lr=ptr, lr_stride=i32, mom=f32, epochs=i32),
+              lr=ptr, lr_stride=i32, mom=f32, epochs=i32, specialised=i32),
     Signature("nsr_rnn_loss_grad", P=i64, NL=i32, units=ptr, act=i32, w=ptr, X=ptr, Y=ptr, B=i32, T=i32, loss=ptr,
               grad=ptr),
     Signature("nsr_rnn_apply", P=i64, NL=i32, units=ptr, act=i32, a=ptr, b=ptr, T=i32, out=ptr),
@@ -157,7 +158,7 @@ class RNNKernel(KernelFamily):
                                 mode=0 if X is not None else 1, src=row(src, p0), self_samples=int(self_samples),
                                 X=row(X, p0), Y=row(Y, p0), S=S, T=T, order=row(order, p0), batch=batch,
                                 lr=row(lr, p0) if lr_stride else pointer(lr), lr_stride=lr_stride,
-                                mom=float(momentum), epochs=epochs)
+                                mom=float(momentum), epochs=epochs, specialised=int(SPECIALISED))
 
         run("rnn_train", w.shape[0], call)
 

@@ -1,0 +1,47 @@
+"""The fast variants of the native kernels compute the same bits as the generic ones: mlp.c's and
+rnn.c's kernels compiled for the shipped layouts (constant widths and activation) against the
+generic kernels, for every activation, batch size and momentum."""
+import pytest
+import torch
+
+from nsr.kernels import mlp, rnn
+from nsr.replicators import ACTIVATIONS, Aggregating, Recurrent, Weightwise
+from nsr.training import learn_from, self_train
+
+
+def _train(rep, w, specialised, **kw):
+    before = mlp.SPECIALISED, rnn.SPECIALISED
+    mlp.SPECIALISED = rnn.SPECIALISED = specialised
+    try:
+        return self_train(rep, w, generator=torch.Generator().manual_seed(1), return_state=True, **kw)
+    finally:
+        mlp.SPECIALISED, rnn.SPECIALISED = before
+
+
+@pytest.mark.parametrize("Rep", [Weightwise, Aggregating, Recurrent])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_kernels_compiled_for_the_shipped_layouts_give_the_generic_kernels_bits(Rep, activation):
+    rep = Rep(activation=activation)
+    assert rep.kernel.native_ready()
+    w = rep.init(37, generator=torch.Generator().manual_seed(0))  # 37: full blocks and a partial one
+    w = w * 0.5 if Rep is Recurrent else w  # 17 steps of recurrence stay finite
+    for kw in (dict(epochs=3, batch_size=None), dict(epochs=2, batch_size=1, momentum=0.9),
+               dict(epochs=1, batch_size=3, lr=torch.linspace(0.001, 0.05, 37)[:, None])):
+        fast, generic = _train(rep, w, True, **kw), _train(rep, w, False, **kw)
+        assert torch.isfinite(generic.weights).all()
+        for a, b in zip(fast, generic):
+            assert (a is None and b is None) or torch.equal(a, b), kw
+
+
+def test_learn_from_through_the_compiled_layouts_equals_the_generic_kernel():
+    rep = Weightwise()
+    w, teachers = (rep.init(21, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    before = mlp.SPECIALISED
+    try:
+        out = []
+        for flag in (True, False):
+            mlp.SPECIALISED = flag
+            out.append(learn_from(rep, w, teachers, epochs=2, generator=torch.Generator().manual_seed(2)))
+    finally:
+        mlp.SPECIALISED = before
+    assert torch.equal(out[0], out[1])
