@@ -353,7 +353,8 @@ def test_the_cache_key_includes_the_sources_so_an_edited_kernel_is_built_anew(mo
     monkeypatch.setenv("NSR_CACHE_DIR", str(tmp_path))
     one = build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
     two = build.compile_library("probe", {"probe.h": "#define V 2\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'})
-    assert one != two and sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(one).name, Path(two).name])
+    libraries = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".so")  # beside each, its seal (.sha256)
+    assert one != two and libraries == sorted([Path(one).name, Path(two).name])
     assert build.compile_library("probe", {"probe.h": "#define V 1\n", "probe.c": '#include "probe.h"\nint v(void) { return V; }\n'}) == one
     assert [ctypes.CDLL(p).v() for p in (one, two)] == [1, 2]
 

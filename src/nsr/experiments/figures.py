@@ -19,7 +19,8 @@ def _plt():
 
     return plt
 
-def _class_colours() -> dict:
+def class_colours() -> dict:
+    """The one class palette (``nsr.callbacks.figures.CLASS_COLORS``) keyed by class name."""
     from nsr.callbacks.figures import CLASS_COLORS  # the one class palette
 
     return {k.name.lower(): v for k, v in CLASS_COLORS.items()}
@@ -35,7 +36,7 @@ def class_bars(bars: list[tuple[str, dict]], title: str, ylabel: str = "share"):
     bottom = np.zeros(len(bars))
     for name in CLASS_NAMES:
         h = np.array([float(s.get(name, 0.0) or 0.0) for _, s in bars])
-        ax.bar(x, h, bottom=bottom, color=_class_colours()[name], label=name.replace("_", " "), width=0.7)
+        ax.bar(x, h, bottom=bottom, color=class_colours()[name], label=name.replace("_", " "), width=0.7)
         bottom += h
     ax.set_xticks(x)
     ax.set_xticklabels([label for label, _ in bars], rotation=30, ha="right", fontsize=8)

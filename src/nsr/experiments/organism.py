@@ -244,7 +244,7 @@ def _classes_figure(results, P):
     shares = {c: np.mean([[h[c] / P for h in r["history"]] for r in results], axis=0) for c in CLASS_NAMES}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.stackplot(epochs, *[shares[c] for c in CLASS_NAMES], labels=[c.replace("_", " ") for c in CLASS_NAMES],
-                 colors=[figures.CLASS_COLOURS[c] for c in CLASS_NAMES])
+                 colors=[figures.class_colours()[c] for c in CLASS_NAMES])
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of particles (mean over seeds)")
     ax.set_ylim(0, 1)
