@@ -86,12 +86,16 @@ def test_sharded_runs_on_2_and_3_processes_equal_one_process_bit_for_bit(nsr, tm
     _, w_three = nsr_pkg.load_population(rest / "checkpoints" / "last.ckpt")
     assert torch.equal(w_three, w_one)
     assert f"nsr: {P} x Weightwise" in out  # the summary, once, from rank 0, over the whole population
-    assert len(list(sharded.glob("lightning_logs/version_*"))) == 2  # logs from rank 0 only
+    # logs from rank 0 only, and the resumed run continues its own folder
+    assert list(sharded.glob("lightning_logs/version_*")) == [half] and rest == half
 
     # fixpoint/*, train/loss and val/* of the sharded run equal the one-process values, epoch by epoch
-    s_one, s_half, s_rest = scalars(one.log_dir), scalars(half), scalars(rest)
-    joined = {tag: s_half.get(tag, []) + s_rest.get(tag, []) for tag in s_one}
-    same_scalars(joined, s_one)
+    s_one, s_rest = scalars(one.log_dir), scalars(rest)
+    # (final/* is written at the end of each fit: the resumed run's last one is the one-process run's)
+    assert {tag: s_rest[tag][-1:] for tag in s_one if tag.startswith("final/")} == \
+        {tag: s_one[tag] for tag in s_one if tag.startswith("final/")}
+    same_scalars({tag: s_rest.get(tag, []) for tag in s_one if not tag.startswith("final/")},
+                 {tag: v for tag, v in s_one.items() if not tag.startswith("final/")})
     assert "val/nontrivial" in s_one and "fixpoint/nontrivial" in s_one
 
 
@@ -125,7 +129,7 @@ def test_init_from_fine_tunes_on_two_processes_as_on_one_with_the_same_probes(ns
 
     # `nsr validate` of the fine-tuned checkpoint on three processes measures what one process measures
     measure = ["validate", "--config", config("weightwise"), "--model.init_args.population", P, "--trainer.accelerator",
-               "cpu", "--ckpt_path", two / "checkpoints" / "last.ckpt", *QUIET]
+               "cpu", "--ckpt_path", two / "checkpoints" / "last.ckpt", "--new_version", "true", *QUIET]  # own folders
     one_val = nsr(*map(str, measure))
     assert one_val.status == 0, one_val.err
     three_val, _ = nsr_fit(tmp_path / "three", measure, devices=3)
