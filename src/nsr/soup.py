@@ -22,9 +22,12 @@ attacks nor teaches: it is inert until it is respawned.
 Sequential (``update="sequential"``, the published order of the authors' ``Soup.evolve``): the slots
 of a soup in turn, each particle doing attack, learn_from, self-training and the removal check
 before the next one moves; partners are drawn from all slots, itself included, and every change is
-written at once (:func:`_sequential_generation`). Many soups (``soup_size``) still advance together:
+written at once (:mod:`nsr.soup_sequential`). Many soups (``soup_size``) still advance together:
 slot s of every soup at once, so the only loop is over the slots of one soup. Sharded, every process
 must hold whole soups (:func:`soup_bounds`).
+
+The parameters, the state and the removal rule live in :mod:`nsr.soup_params`, the sequential order in
+:mod:`nsr.soup_sequential`; every public name of both is importable from here (``nsr.soup.SoupParams``).
 
 Randomness
 ----------
@@ -46,145 +49,25 @@ same :class:`SoupParams`.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 
-from nsr.fixpoints import check_epsilon, is_divergent
+from nsr.fixpoints import is_divergent
 from nsr.random import KeyedStream, random_indices
 from nsr.sharding import Shard, gather_rows, shard_bounds, whole  # noqa: F401  (part of the soup's API)
-from nsr.training import check_hyperparameters, learn_from, self_train
+from nsr.soup_params import (ATTACKS, EVENT_COUNTS, LEARN_FROM, PHASE_TAGS, RESPAWNED,  # noqa: F401  (the soup's API)
+                             RESPAWNED_DIVERGENT, RESPAWNED_ZERO, UPDATES, SoupParams, SoupState, check_soup_args,
+                             particles_per_soup, removed)
+from nsr.soup_sequential import sequential_generation
+from nsr.training import learn_from, self_train
 
 __all__ = ["SoupParams", "SoupState", "UPDATES", "soup_bounds", "Shard", "whole", "shard_bounds", "check_soup_args", "initial_state",
            "attack_assignment", "learn_from_assignment", "gather_rows", "generation_step", "PHASE_TAGS",
            "ATTACKS", "LEARN_FROM", "RESPAWNED", "RESPAWNED_DIVERGENT", "RESPAWNED_ZERO", "EVENT_COUNTS"]
 
-# how a generation walks through the soup: phase by phase over all particles, or particle by particle
-UPDATES = ("synchronous", "sequential")
-
-# the tags of the keyed random streams, one per use
-PHASE_TAGS = ("init", "attack", "attack_apply", "learn_from", "learn_from_train", "train", "respawn")
-
-# the events of a generation, as keys of generation_step's events dict (and soup/<event> scalars)
-ATTACKS = "attacks"  # particles that attacked another
-LEARN_FROM = "learn_from"  # particles that learned from another
-RESPAWNED = "respawned"  # particles replaced by fresh ones (divergent + zero)
-RESPAWNED_DIVERGENT = "respawned_divergent"
-RESPAWNED_ZERO = "respawned_zero"
-EVENT_COUNTS = (ATTACKS, LEARN_FROM, RESPAWNED)  # the counts logged per generation as soup/<event>
-
 _INDEX_BITS = 33  # attacker index bits in the tie-break priority (populations up to 8.5e9)
-
-
-class SoupState(NamedTuple):
-    """A soup between generations: this process's particles and the counters of the whole soup.
-
-    weights: ``[P_local, W]`` genomes of the particles this process owns (all of them when not sharded)
-    ids: ``LongTensor[P_local]`` particle ids; a respawned slot gets a new id
-    next_id: the id the next respawned particle gets (the same on every process)
-    generation: generations completed so far
-    """
-
-    weights: torch.Tensor
-    ids: torch.Tensor
-    next_id: int
-    generation: int
-
-
-def _check_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
-def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-@dataclass(frozen=True)
-class SoupParams:
-    """The parameters of a soup's generations, validated once when made (a one-line ``ValueError``
-    naming the first bad field). Frozen: change one with ``dataclasses.replace(params, train=5)``.
-
-    attacking_rate: probability that a particle attacks a random other one per generation
-    learn_from_rate: probability that a particle learns from a random other one per generation
-    learn_from_severity: epochs of such a learn_from
-    train: self-training epochs of every particle per generation
-    lr, batch_size, momentum, shuffle: the SGD of ``nsr.training`` (momentum restarts every phase)
-    remove_divergent, remove_zero: respawn divergent particles, zero fixpoints
-    epsilon: the fixpoint tolerance (for zero particles)
-    seed: keys every random number of the soup
-    soup_size: the population is independent soups of this many consecutive particles (None: one)
-    update: ``"synchronous"`` (phase by phase over the whole population, the default; it scales) or
-        ``"sequential"`` (the published order: slot by slot, each particle's attack, learn_from,
-        training and removal in turn; many soups still advance together), see :data:`UPDATES`
-
-    >>> SoupParams(attacking_rate=1.5)
-    Traceback (most recent call last):
-    ...
-    ValueError: attacking_rate must be a number in [0, 1], got 1.5
-    """
-
-    attacking_rate: float = 0.0
-    learn_from_rate: float = 0.0
-    learn_from_severity: int = 1
-    train: int = 0
-    lr: float = 0.01
-    batch_size: Optional[int] = 1
-    momentum: float = 0.0
-    shuffle: bool = True
-    remove_divergent: bool = True
-    remove_zero: bool = False
-    epsilon: float = 1e-4
-    seed: int = 0
-    soup_size: Optional[int] = None
-    update: str = "synchronous"
-
-    def __post_init__(self):
-        _check_rate("attacking_rate", self.attacking_rate)
-        _check_rate("learn_from_rate", self.learn_from_rate)
-        _check_count("learn_from_severity", self.learn_from_severity, 0)
-        _check_count("train", self.train, 0)
-        _check_count("seed", self.seed, 0)
-        check_hyperparameters(self.lr, self.batch_size, self.momentum, 1)
-        check_epsilon(self.epsilon)
-        for name in ("shuffle", "remove_divergent", "remove_zero"):
-            _check_bool(name, getattr(self, name))
-        if self.soup_size is not None:
-            _check_count("soup_size", self.soup_size, 1)
-        if self.update not in UPDATES:
-            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {self.update!r}")
-
-    def check_size(self, size: int) -> None:
-        """Raise ``ValueError`` unless a population of ``size`` particles fits these parameters."""
-        _check_count("size", size, 1)
-        _soup_size(size, self.soup_size)
-
-    @property
-    def training(self) -> dict:
-        """The keyword arguments of ``nsr.training``'s functions."""
-        return dict(lr=self.lr, batch_size=self.batch_size, momentum=self.momentum, shuffle=self.shuffle)
-
-    def replace(self, **changes) -> "SoupParams":
-        """A copy with ``changes`` (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-
-def check_soup_args(size=1, attacking_rate=0.0, learn_from_rate=0.0, learn_from_severity=1, train=0,
-                    lr=0.01, batch_size=1, momentum=0.0, epsilon=1e-4, seed=0, soup_size=None):
-    """Raise ``ValueError`` naming the first invalid soup argument (see :class:`SoupParams`)."""
-    _check_count("size", size, 1)
-    _soup_size(size, soup_size)
-    SoupParams(attacking_rate=attacking_rate, learn_from_rate=learn_from_rate, learn_from_severity=learn_from_severity,
-               train=train, lr=lr, batch_size=batch_size, momentum=momentum, epsilon=epsilon, seed=seed)
 
 
 def initial_state(rep, size: int, seed: int = 0, shard: Optional[Shard] = None, device=None) -> SoupState:
@@ -210,14 +93,6 @@ def _other(idx: torch.Tensor, u: torch.Tensor, soup_size: int) -> torch.Tensor:
     return first + other + (other >= idx - first).long()  # skip itself: uniform over the other soup_size - 1
 
 
-def _soup_size(size: int, soup_size: Optional[int]) -> int:
-    if soup_size is None:
-        return size
-    if isinstance(soup_size, bool) or not isinstance(soup_size, int) or soup_size < 1 or size % soup_size:
-        raise ValueError(f"soup_size must be an integer >= 1 that divides the population size {size}, got {soup_size!r}")
-    return soup_size
-
-
 def attack_assignment(size: int, attacking_rate: float, seed: int, generation: int, device=None,
                       soup_size: Optional[int] = None):
     """Who attacks whom in a generation, for the whole population (the same on every process).
@@ -227,7 +102,7 @@ def attack_assignment(size: int, attacking_rate: float, seed: int, generation: i
     several attackers of the same target wins (the highest). With ``soup_size``, the population is
     independent soups of that many consecutive particles, and partners come from one's own soup.
     """
-    n = _soup_size(size, soup_size)
+    n = particles_per_soup(size, soup_size)
     idx = torch.arange(size, dtype=torch.long, device=device)
     s = KeyedStream(seed, generation, idx, "attack")
     u = s.rand(2)  # [P, 2]: attack?, whom
@@ -242,7 +117,7 @@ def learn_from_assignment(size: int, learn_from_rate: float, seed: int, generati
                           soup_size: Optional[int] = None):
     """Who learns from whom: ``(learns BoolTensor[P], teacher LongTensor[P])`` for the whole population
     (partners from one's own soup of ``soup_size`` consecutive particles, if given)."""
-    n = _soup_size(size, soup_size)
+    n = particles_per_soup(size, soup_size)
     idx = torch.arange(size, dtype=torch.long, device=device)
     u = KeyedStream(seed, generation, idx, "learn_from").rand(2)  # [P, 2]: learn?, from whom
     learns = (u[:, 0] < learn_from_rate) & (n > 1)
@@ -315,93 +190,8 @@ def soup_bounds(size: int, world: int, soup_size: Optional[int] = None) -> tuple
     the sequential order needs, since a soup's slots are visited one after another."""
     if soup_size is None:
         return shard_bounds(size, world)
-    n = _soup_size(size, soup_size)
+    n = particles_per_soup(size, soup_size)
     return tuple(b * n for b in shard_bounds(size // n, world))
-
-
-def _respawn_check(rep, w, params):
-    """``(divergent, zero)`` BoolTensors ``[P]``: the particles the respawn removes."""
-    P = w.shape[0]
-    divergent = (is_divergent(w) if params.remove_divergent
-                 else torch.zeros(P, dtype=torch.bool, device=w.device))
-    zero = _is_zero(rep, w, params.epsilon) & ~divergent if params.remove_zero else torch.zeros_like(divergent)
-    return divergent, zero
-
-
-def _sequential_generation(rep, w, shard, params, g):
-    """One generation in the published order (``update="sequential"``): the slots of every soup in
-    turn, each slot's particle (in all soups at once): attack, learn_from, self-training, removal.
-
-    A partner is drawn from *all* slots of the particle's soup, itself included (an attack on itself
-    is a self-application); an attack is written at once, so later slots see it, and a particle hit
-    after its own turn ends the generation as the attack left it. Divergent genomes attack and teach
-    like any other (NaN spreads, as in the published code); a particle that learns from itself trains on
-    its own samples as they change, epoch by epoch (the published loop of one-epoch fits). Each shard
-    must hold whole soups.
-    Returns ``(w, attacks, learned, loss [P_local], divergent [P_local], zero [P_local], attack_source
-    [P_local], learn_from_source [P_local])``: the events of this process's soups (sources as global
-    indices, -1 none; the last attack written wins); removed particles are already replaced by fresh genomes.
-    """
-    n = _soup_size(shard.size, params.soup_size)
-    lo, hi = shard.start, shard.stop
-    if lo % n or hi % n:
-        raise ValueError(f"update: 'sequential' needs whole soups per process, but rank {shard.rank} holds "
-                         f"particles {lo}..{hi - 1} and soup_size is {n}; shard with nsr.soup.soup_bounds")
-    P_local, seed, kw = hi - lo, params.seed, params.training
-    device = w.device
-    idx = torch.arange(lo, hi, dtype=torch.long, device=device)  # [P_local] global indices
-    first = idx - idx % n - lo  # [P_local] local index of each particle's slot 0
-    ua = KeyedStream(seed, g, idx, "attack").rand(2)  # [P_local, 2]: attack?, whom
-    ul = KeyedStream(seed, g, idx, "learn_from").rand(2)  # [P_local, 2]: learn?, from whom
-    attacks = ua[:, 0] < params.attacking_rate
-    target = first + random_indices(ua[:, 1], n)  # local index of the attacked particle, itself possible
-    learns = ul[:, 0] < params.learn_from_rate
-    teacher = first + random_indices(ul[:, 1], n)
-    w = w.clone()
-    loss = torch.full((P_local,), math.nan, dtype=w.dtype, device=device)
-    divergent = torch.zeros(P_local, dtype=torch.bool, device=device)
-    zero = torch.zeros_like(divergent)
-    attack_source = torch.full((P_local,), -1, dtype=torch.long, device=device)  # [P_local] global index, -1 none
-    learn_from_source = torch.full((P_local,), -1, dtype=torch.long, device=device)
-    for slot in range(n if P_local else 0):  # the only loop: over the slots of a soup
-        rows = torch.arange(slot, P_local, n, device=device)  # [soups] this slot's particle in every soup
-        a = rows[attacks[rows]]  # attackers among them
-        if a.numel():
-            t = target[a]
-            w[t] = rep.apply(w[a], w[t], generator=KeyedStream(seed, g, a + lo, "attack_apply"))  # N_a(b)
-            attack_source[t] = a + lo  # the last attack written wins
-        learner = rows[learns[rows]]
-        learn_from_source[learner] = teacher[learner] + lo
-        if learner.numel() and params.learn_from_severity > 0:
-            own = teacher[learner] == learner  # learning from itself: its samples follow it, epoch by epoch
-            for mine, ls in ((False, learner[~own]), (True, learner[own])):
-                if ls.numel():
-                    gen = KeyedStream(seed, g, ls + lo, "learn_from_train")
-                    w[ls] = (self_train(rep, w[ls], epochs=params.learn_from_severity, generator=gen, **kw) if mine
-                             else learn_from(rep, w[ls], w[teacher[ls]], epochs=params.learn_from_severity,
-                                             generator=gen, **kw))
-        if params.train > 0:
-            st = self_train(rep, w[rows], epochs=params.train, generator=KeyedStream(seed, g, rows + lo, "train"),
-                            return_state=True, **kw)
-            w[rows], loss[rows] = st.weights, st.loss
-        div, zer = _respawn_check(rep, w[rows], params)
-        dead = rows[div | zer]
-        if dead.numel():
-            w[dead] = rep.init(len(dead), generator=KeyedStream(seed, g, dead + lo, "respawn"), device=device).to(w.dtype)
-            loss[dead] = math.nan  # the slot holds a new particle, not yet trained
-            divergent[rows[div]] = True
-            zero[rows[zer]] = True
-    return w, int(attacks.sum()), int(learns.sum()), loss, divergent, zero, attack_source, learn_from_source
-
-
-def _is_zero(rep, w, epsilon):
-    """``[P]`` bool: a zero fixpoint (every |w_i| < epsilon and F(w) = w within epsilon)."""
-    small = (w.abs() < epsilon).all(dim=1)
-    if not bool(small.any()):
-        return small
-    out = small.clone()
-    out[small] = ((rep.apply(w[small], w[small]) - w[small]).abs() < epsilon).all(dim=1)
-    return out
 
 
 def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, *, shard: Optional[Shard] = None,
@@ -446,7 +236,7 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
 
     sequential = params.update == "sequential"
     if sequential:
-        w, attacks, learned, loss, divergent, zero, attack_source, learn_from_source = _sequential_generation(
+        w, attacks, learned, loss, divergent, zero, attack_source, learn_from_source = sequential_generation(
             rep, w, shard, params, g)
     else:
         w, attacks, attack_source = _attack_phase(rep, w, shard, seed, g, params.attacking_rate, soup_size)
@@ -458,7 +248,7 @@ def generation_step(rep, state: SoupState, params: Optional[SoupParams] = None, 
             w, _, loss = self_train(rep, w, epochs=params.train, generator=KeyedStream(seed, g, idx, "train"),
                                     return_state=True, **kw)
         # respawn: divergent and (optionally) zero particles become fresh particles with new ids
-        divergent, zero = _respawn_check(rep, w, params)
+        divergent, zero = removed(rep, w, params)
     dead = divergent | zero  # [P_local]
     finite = torch.isfinite(loss)
     local = [attacks, learned] if sequential else [0, 0]  # synchronous counts are of the whole soup already
