@@ -87,7 +87,7 @@ def describe_checkpoint(path) -> dict:
     return {
         "path": os.fspath(path), "kind": entry["kind"], "module": hparams.get("_class_path", ""),
         "replicator": rep, "num_weights": rep.num_weights, "population": int(w.shape[0]),
-        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "epochs_trained": _epochs_trained(ckpt),
         "generation": entry.get("generation"), "genomes": w, "ids": ids, "classes": classes, "epsilon": epsilon,
         "counts": dict(zip(CLASS_NAMES, counts)),
         "distance_mean": float(d[finite].mean()) if bool(finite.any()) else math.nan,
@@ -97,13 +97,25 @@ def describe_checkpoint(path) -> dict:
     }
 
 
+def _epochs_trained(ckpt: dict):
+    """Epochs completed when the checkpoint was written (Lightning's fit-loop progress), or None."""
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def format_inspection(s: dict) -> str:
     """The text ``nsr inspect`` prints for :func:`describe_checkpoint`'s summary."""
     P = s["population"]
     if s["kind"] == "soup":
         when = f"generation {s['generation']}"
     else:
-        when = f"epoch {s['global_step'] if s['global_step'] is not None else '?'} (epochs trained)"
+        epochs, steps = s.get("epochs_trained"), s["global_step"]
+        if epochs is not None and steps is not None and epochs != steps:  # several training steps per epoch
+            when = f"epoch {epochs} (epochs trained; {steps} training steps)"
+        else:
+            when = f"epoch {steps if steps is not None else '?'} (epochs trained)"
     shares = "  ".join(f"{n} {c / max(P, 1):.2f} ({c})" for n, c in s["counts"].items())
     if math.isnan(s["distance_mean"]):
         dist = "none finite (every particle diverged)"

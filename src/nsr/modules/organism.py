@@ -21,6 +21,14 @@ Logged per epoch: ``task/loss`` (mean over the epoch's batches), ``task/<metric>
 ``population``, ``gather_population()``, ``particle_loss``). Checkpoints carry
 ``checkpoint["nsr"]`` of kind ``organism``: ``nsr.load_population(ckpt)`` returns
 ``(Particle, [P, W])``.
+
+Why a :class:`nsr.modules.PopulationModule`: its particles are a population of replicators ``[P, W]``
+like any other: fixpoint classes and distances (``FixpointMonitor``), ``nsr inspect`` and the resume
+check of ``--ckpt_path`` apply as they are, so it is one. Two parts of the contract differ on purpose:
+``validation_step`` scores the host (``val/loss``, ``val/<metric>`` on the task), its purpose, not the
+particles' replication; and ``particle_ids`` never change (host connection p keeps id p, a respawned
+particle too). It runs in one process: its soup generations are per host layer, not sharded. ``DenseModule``,
+the dense reference host, holds no particles and is a plain ``LightningModule``.
 """
 from __future__ import annotations
 

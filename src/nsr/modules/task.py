@@ -16,17 +16,24 @@ Logged per epoch beside ``FixpointMonitor``'s ``train/loss`` (the replication lo
 test split (mean over finite particles), ``task/train_loss`` (the epoch's mean task loss) and
 ``task/solved`` (share of particles at the task's threshold); ``task/train_loss`` is NaN when every
 alpha is 0 (no task gradient is computed then).
+
+A :class:`nsr.modules.PopulationModule` (a population of replicators, ``kind`` ``"replicator"``): the
+callbacks, ``nsr inspect``, ``nsr validate`` and the resume check of ``--ckpt_path`` treat it as they
+treat ``ReplicatorModule``. Validation logs the population's ``val/loss``, ``val/distance`` and
+``val/<class>`` (``PopulationModule.validation_step``, once per validation) beside ``val/task_loss`` and
+``val/task_<metric>`` on the task's test split; a checkpoint resumes only a run of the same task and
+population size.
 """
 from __future__ import annotations
 
 import math
 from typing import Optional, Union
 
-import lightning as L
 import torch
 from torch import nn
 
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon
+from nsr.modules.population import PopulationModule
 from nsr.modules.replicator import PopulationSGD
 from nsr.task_replicator import TaskWeightwise
 from nsr.task_training import check_alpha, evaluate_task, task_epoch
@@ -39,7 +46,7 @@ def _finite_mean(x: torch.Tensor) -> float:
     return float(x[finite].mean()) if bool(finite.any()) else math.nan
 
 
-class TaskReplicatorModule(L.LightningModule):
+class TaskReplicatorModule(PopulationModule):
     """P task replicators trained on ``replication + alpha * task``.
 
     Args:
@@ -57,6 +64,9 @@ class TaskReplicatorModule(L.LightningModule):
         seed: the initial genomes and the replication shuffling (the task batches have their own seed
             in the DataModule).
     """
+
+    kind = "replicator"  # checkpoint["nsr"]["kind"]: a population of replicators (with its task)
+    time_unit = "epoch"
 
     def __init__(self, task: Union[str, dict, Task] = "gaussian_addition", replicator: Optional[TaskWeightwise] = None,
                  population: int = 10, alpha: Union[float, list] = 1.0, normalize: bool = False, lr: float = 0.01,
@@ -162,6 +172,10 @@ class TaskReplicatorModule(L.LightningModule):
         trainer.progress_bar_metrics[key] = scalars[key]
 
     def validation_step(self, batch, batch_idx):
+        """The population's replication scalars once (``PopulationModule``), the task's on every batch."""
+        if batch_idx == 0:
+            with torch.no_grad():
+                super().validation_step(batch, batch_idx)
         x, y = batch
         with torch.no_grad():
             out = self.replicator.task_forward(self.population, x)
@@ -179,10 +193,21 @@ class TaskReplicatorModule(L.LightningModule):
             "task": self.task.config(),
         }
 
+    def resume_population(self) -> int:
+        return self.genomes.shape[0]
+
+    def check_checkpoint(self, path) -> dict:
+        """``PopulationModule.check_checkpoint`` (architecture, kind, population size), and the same task."""
+        ckpt = super().check_checkpoint(path)
+        _check_task(ckpt["nsr"], f"checkpoint {path}", self.task)
+        return ckpt
+
     def on_load_checkpoint(self, checkpoint):
-        nsr = checkpoint.get("nsr")
-        if not isinstance(nsr, dict) or nsr.get("task") != self.task.config():
-            raise ValueError("checkpoint: not a TaskReplicatorModule checkpoint of this task")
-        if nsr["weights"].shape != self.genomes.shape:
-            raise ValueError(f"checkpoint holds weights {list(nsr['weights'].shape)}, this run has {list(self.genomes.shape)}")
+        nsr = self.checked_entry(checkpoint, self.genomes.shape[0])
+        _check_task(nsr, "checkpoint", self.task)
         self.generator.set_state(nsr["generator"])
+
+
+def _check_task(nsr: dict, where: str, task: Task) -> None:
+    if nsr.get("task") != task.config():
+        raise ValueError(f"{where} holds a run of task {nsr.get('task')!r}, this run's task is {task.config()!r}")
