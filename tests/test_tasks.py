@@ -203,3 +203,18 @@ def test_task_tradeoff_experiment_writes_results_with_the_verdict_and_the_plain_
     csv = (out / "results.csv").read_text().splitlines()
     assert len(csv) == 1 + 3 + 1 and csv[0].startswith("alpha,")
     assert (out / "pareto.png").stat().st_size > 0
+
+
+def test_task_module_is_a_population_module_whose_checkpoint_resumes_only_its_task_and_size(nsr):
+    from nsr.modules import PopulationModule, TaskReplicatorModule
+
+    assert issubclass(TaskReplicatorModule, PopulationModule)
+    run = nsr("fit", "--config", config("task_addition"), "--model.init_args.population", "2",
+              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
+    assert run.status == 0, run.err
+    other_size = TaskReplicatorModule(task="gaussian_addition", population=3)
+    with pytest.raises(ValueError, match="holds 2 particles"):
+        other_size.check_checkpoint(run.last_ckpt)
+    other_task = TaskReplicatorModule(task=GaussianAddition(train_size=16, test_size=8), population=2)
+    with pytest.raises(ValueError, match="task"):
+        other_task.check_checkpoint(run.last_ckpt)
