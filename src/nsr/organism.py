@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 import torch
 
 from nsr.replicators import ACTIVATIONS, Replicator, mse
+from nsr.replicators.weightwise import position_ids
 from nsr.replicators.base import activate, check_choice, check_positive_int
 
 SIGNAL = 4  # the particle's input that carries the host's signal
@@ -57,7 +58,6 @@ class Particle(Replicator):
         self.depth = check_positive_int("depth", depth)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = [(5, width)] + [(width, width)] * (depth - 1) + [(width, 1)]
-        self._ids = {}
 
     @property
     def hparams(self):
@@ -66,13 +66,7 @@ class Particle(Replicator):
     def identifiers(self, device=None) -> torch.Tensor:
         """``[W, 3]`` normalised (layer_id, cell_id, weight_id) of every genome position, as
         :meth:`nsr.replicators.Weightwise.identifiers` (each id over the largest of its scope)."""
-        key = str(device)
-        if key not in self._ids:
-            L = len(self.shapes)
-            rows = [(_norm(layer, L - 1), _norm(cell, i - 1), _norm(weight, o - 1))
-                    for layer, (i, o) in enumerate(self.shapes) for cell in range(i) for weight in range(o)]
-            self._ids[key] = torch.tensor(rows, dtype=torch.float32, device=device)
-        return self._ids[key]
+        return position_ids(self.shapes, device)
 
     def encode(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, W, 5]``: the inputs that ask for every weight of genomes ``b`` ``[P, W]``."""
@@ -128,9 +122,6 @@ class Particle(Replicator):
         w[:, SIGNAL * self.width] = gain  # K0[4, 0]
         return w
 
-
-def _norm(value: int, largest: int) -> float:
-    return value / largest if largest > 0 else float(value)
 
 
 def check_widths(widths) -> list[int]:

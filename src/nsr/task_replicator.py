@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from nsr.replicators import Replicator
+from nsr.replicators.weightwise import position_ids
 from nsr.replicators.base import ACTIVATIONS, activate, check_choice, check_positive_int
 
 REPLICATION_INPUTS = 4  # w_k, layer_id, cell_id, weight_id
@@ -44,7 +45,6 @@ class TaskWeightwise(Replicator):
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = ([(REPLICATION_INPUTS + task_inputs, width)] + [(width, width)] * (depth - 1)
                        + [(width, 1 + task_outputs)])
-        self._ids = {}
 
     @classmethod
     def for_task(cls, task, **kwargs) -> "TaskWeightwise":
@@ -56,22 +56,11 @@ class TaskWeightwise(Replicator):
         return {"task_inputs": self.task_inputs, "task_outputs": self.task_outputs, "width": self.width,
                 "depth": self.depth, "activation": self.activation}
 
-    @property
-    def class_path(self) -> str:
-        return f"{type(self).__module__}.{type(self).__name__}"
 
     # ---- the replication interface ---------------------------------------------------------------
     def identifiers(self, device=None) -> torch.Tensor:
         """``[W, 3]`` normalised (layer_id, cell_id, weight_id) of every genome position (as Weightwise)."""
-        key = str(device)
-        if key not in self._ids:
-            rows, L = [], len(self.shapes)
-            for layer, (i, o) in enumerate(self.shapes):
-                for cell in range(i):
-                    for weight in range(o):
-                        rows.append((_norm(layer, L - 1), _norm(cell, i - 1), _norm(weight, o - 1)))
-            self._ids[key] = torch.tensor(rows, dtype=torch.float32, device=device)
-        return self._ids[key]
+        return position_ids(self.shapes, device)
 
     def encode(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, W, 4]`` replication inputs asking for every weight of genomes ``b`` ``[P, W]``."""
@@ -124,9 +113,6 @@ class TaskWeightwise(Replicator):
         return w
 
 
-def _norm(value: int, largest: int) -> float:
-    return value / largest if largest > 0 else float(value)
-
 
 
 
@@ -149,9 +135,6 @@ class PlainTaskNetwork(Replicator):
         return {"task_inputs": self.task_inputs, "task_outputs": self.task_outputs, "width": self.width,
                 "depth": self.depth, "activation": self.activation}
 
-    @property
-    def class_path(self) -> str:
-        return f"{type(self).__module__}.{type(self).__name__}"
 
     def task_forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Outputs ``[P, B, task_outputs]`` on task inputs ``x`` ``[B, n]`` or ``[P, B, n]``."""

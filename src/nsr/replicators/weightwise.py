@@ -22,7 +22,6 @@ class Weightwise(MLPReplicator):
         self.depth = check_positive_int("depth", depth)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = [(4, width)] + [(width, width)] * (depth - 1) + [(width, 1)]
-        self._ids = {}
         self.kernel = MLPKernel(self.shapes, activation, ids=self.identifiers)  # samples: (w_k, ids)
 
     @property
@@ -31,16 +30,7 @@ class Weightwise(MLPReplicator):
 
     def identifiers(self, device=None) -> torch.Tensor:
         """``[W, 3]`` normalised (layer_id, cell_id, weight_id) of every genome position."""
-        key = str(device)
-        if key not in self._ids:
-            rows = []
-            L = len(self.shapes)
-            for layer, (i, o) in enumerate(self.shapes):
-                for cell in range(i):
-                    for weight in range(o):
-                        rows.append((_norm(layer, L - 1), _norm(cell, i - 1), _norm(weight, o - 1)))
-            self._ids[key] = torch.tensor(rows, dtype=torch.float32, device=device)
-        return self._ids[key]
+        return position_ids(self.shapes, device)
 
     def encode(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, W, 4]`` inputs that ask for every weight of genomes ``b`` ``[P, W]``."""
@@ -59,6 +49,23 @@ class Weightwise(MLPReplicator):
         w = torch.zeros(1, self.num_weights)
         w[0, self.offsets] = 1.0
         return w
+
+
+_POSITION_IDS: dict = {}
+
+
+def position_ids(shapes, device=None) -> torch.Tensor:
+    """``[W, 3]`` float32: the weightwise encoding of every genome position of kernels ``shapes``
+    (``[(inputs, outputs), ...]`` in genome order): (layer_id, cell_id, weight_id), each id divided
+    by the largest id of its scope when that is > 0 (docs/science.md). Cached per layout and device;
+    shared by every weightwise-style replicator."""
+    key = (tuple(map(tuple, shapes)), str(device))
+    if key not in _POSITION_IDS:
+        L = len(shapes)
+        rows = [(_norm(layer, L - 1), _norm(cell, i - 1), _norm(weight, o - 1))
+                for layer, (i, o) in enumerate(shapes) for cell in range(i) for weight in range(o)]
+        _POSITION_IDS[key] = torch.tensor(rows, dtype=torch.float32, device=device)
+    return _POSITION_IDS[key]
 
 
 def _norm(value: int, largest: int) -> float:
