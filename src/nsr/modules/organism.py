@@ -109,21 +109,8 @@ class OrganismModule(PopulationModule):
         self._epoch_loss = []
 
     # ---- the nsr module contract -----------------------------------------------------------------
-    @property
-    def population(self) -> torch.Tensor:
-        """``[P, W]`` the particles, detached."""
-        return self.genomes.detach()
-
-    @property
-    def particle_ids(self) -> torch.Tensor:
-        """``LongTensor[P]``: particle p is host connection p for the whole run."""
-        return torch.arange(self.genomes.shape[0], device=self.genomes.device)
-
-    def gather_population(self) -> torch.Tensor:
-        return self.population
-
-    def gather_particle_ids(self) -> torch.Tensor:
-        return self.particle_ids
+    # population, particle_ids, gather_population(), gather_particle_ids(): PopulationModule's defaults
+    # (the whole population in this process; particle p is host connection / slot p for the whole run)
 
     # ---- the host ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, w: Optional[torch.Tensor] = None) -> torch.Tensor:

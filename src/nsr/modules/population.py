@@ -39,23 +39,25 @@ class PopulationModule(L.LightningModule):
     replicator = None
     epsilon: float = 1e-4
 
+    # The defaults: the whole population in this process, as the parameter ``genomes`` ``[P, W]``,
+    # particle p in slot p for the whole run. Sharded modules (ReplicatorModule, SoupModule) override them.
     @property
     def population(self) -> torch.Tensor:
         """``[P_local, W]``: this process's genomes, detached."""
-        raise NotImplementedError
+        return self.genomes.detach()
 
     @property
     def particle_ids(self) -> torch.Tensor:
         """``LongTensor[P_local]``: the ids of this process's particles."""
-        raise NotImplementedError
+        return torch.arange(self.genomes.shape[0], device=self.genomes.device)
 
     def gather_population(self) -> torch.Tensor:
         """``[P, W]``: the whole population (a collective)."""
-        raise NotImplementedError
+        return self.population
 
     def gather_particle_ids(self) -> torch.Tensor:
         """``LongTensor[P]``: the ids of the whole population (a collective)."""
-        raise NotImplementedError
+        return self.particle_ids
 
     # ---- validation: the population as it is ------------------------------------------------------
     def validation_step(self, batch, batch_idx):

@@ -109,19 +109,8 @@ class TaskReplicatorModule(PopulationModule):
         self._steps = 0
 
     # ---- the contract nsr's callbacks rely on ------------------------------------------------------
-    @property
-    def population(self) -> torch.Tensor:
-        return self.genomes.detach()
-
-    @property
-    def particle_ids(self) -> torch.Tensor:
-        return torch.arange(self.genomes.shape[0], device=self.genomes.device)
-
-    def gather_population(self) -> torch.Tensor:
-        return self.population
-
-    def gather_particle_ids(self) -> torch.Tensor:
-        return self.particle_ids
+    # population, particle_ids, gather_population(), gather_particle_ids(): PopulationModule's defaults
+    # (the whole population in this process; particle p is host connection / slot p for the whole run)
 
     # ---- training ------------------------------------------------------------------------------------
     def configure_optimizers(self):
