@@ -59,10 +59,6 @@ class Particle(Replicator):
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = [(5, width)] + [(width, width)] * (depth - 1) + [(width, 1)]
 
-    @property
-    def hparams(self):
-        return {"width": self.width, "depth": self.depth, "activation": self.activation}
-
     def identifiers(self, device=None) -> torch.Tensor:
         """``[W, 3]`` normalised (layer_id, cell_id, weight_id) of every genome position, as
         :meth:`nsr.replicators.Weightwise.identifiers` (each id over the largest of its scope)."""

@@ -51,11 +51,6 @@ class TaskWeightwise(Replicator):
         """The task replicator sized for ``task`` (an ``nsr.tasks.Task``)."""
         return cls(task_inputs=task.num_inputs, task_outputs=task.num_outputs, **kwargs)
 
-    @property
-    def hparams(self):
-        return {"task_inputs": self.task_inputs, "task_outputs": self.task_outputs, "width": self.width,
-                "depth": self.depth, "activation": self.activation}
-
 
     # ---- the replication interface ---------------------------------------------------------------
     def identifiers(self, device=None) -> torch.Tensor:
@@ -129,11 +124,6 @@ class PlainTaskNetwork(Replicator):
         self.depth = check_positive_int("depth", depth)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.shapes = [(task_inputs, width)] + [(width, width)] * (depth - 1) + [(width, task_outputs)]
-
-    @property
-    def hparams(self):
-        return {"task_inputs": self.task_inputs, "task_outputs": self.task_outputs, "width": self.width,
-                "depth": self.depth, "activation": self.activation}
 
 
     def task_forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
