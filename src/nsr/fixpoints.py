@@ -82,25 +82,23 @@ def classify(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "o
 
 def classify_and_distance(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
                           generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(classify(rep, w, ...), distance(rep, w))`` in one pass: the self-application F(w) is
-    computed once for both (two self-applications instead of three), with the same results."""
+    """``(classify(rep, w, ...), distance(rep, w))`` in one pass, with the same results: F(w) is
+    computed once for both (two self-applications instead of three), and each test is one
+    maximum per particle (``amax`` propagates NaN and inf, so "every |x_i| < epsilon" is
+    "max_i |x_i| < epsilon", false for a NaN as the elementwise test is)."""
     epsilon = check_epsilon(epsilon)
     if second_order not in SECOND_ORDER_TESTS:
         raise ValueError(f"second_order must be one of {', '.join(SECOND_ORDER_TESTS)}, got {second_order!r}")
     rep.check_weights(w)
     fw = rep.apply(w, w, generator=generator)  # [P, W]
-    gap = (fw - w).abs()  # [P, W]
-    fixed = (gap < epsilon).all(dim=1)  # NaN compares False
-    zero = fixed & (w.abs() < epsilon).all(dim=1)
     ffw = rep.apply(fw, fw, generator=generator) if second_order == "orbit" else rep.apply(w, fw, generator=generator)
-    second = _close(ffw, w, epsilon)
-    c = torch.full((w.shape[0],), int(FixpointClass.OTHER), dtype=torch.long, device=w.device)
-    c[second] = FixpointClass.SECOND_ORDER
-    c[fixed] = FixpointClass.NONTRIVIAL
-    c[zero] = FixpointClass.ZERO
-    c[is_divergent(w)] = FixpointClass.DIVERGENT
-    d = gap.amax(dim=1)
-    return c, torch.where(torch.isfinite(d), d, torch.full_like(d, math.inf))
+    d = (fw - w).abs().amax(dim=1)  # [P] the fixpoint distance (NaN where F(w) or w has a NaN)
+    size = w.abs().amax(dim=1)  # [P] not finite: divergent
+    fixed, second = d < epsilon, (ffw - w).abs().amax(dim=1) < epsilon
+    c = torch.where(second, int(FixpointClass.SECOND_ORDER), int(FixpointClass.OTHER))
+    c = torch.where(fixed, torch.where(size < epsilon, int(FixpointClass.ZERO), int(FixpointClass.NONTRIVIAL)), c)
+    c = torch.where(torch.isfinite(size), c, int(FixpointClass.DIVERGENT))
+    return c, torch.nan_to_num(d, nan=math.inf, posinf=math.inf)
 
 
 def distance(rep, w: torch.Tensor, generator=None) -> torch.Tensor:

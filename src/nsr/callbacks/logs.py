@@ -53,6 +53,28 @@ def save_figure(fig, path: str) -> None:
     write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
 
 
+def png_bytes(fig, dpi: int = 120) -> bytes:
+    """A matplotlib figure rendered once, as PNG."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def log_figure(writer, tag: str, fig, step: int, path: Optional[str] = None) -> None:
+    """A figure as a TensorBoard image ``tag`` (``writer`` may be None) and as the PNG file ``path``
+    (if given), rendered once for both. (``SummaryWriter.add_figure`` renders it again, and
+    imports pyplot to close it.)"""
+    png = png_bytes(fig)
+    if path:
+        write_atomically(path, lambda f: f.write(png))
+    if writer is not None:
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the PNG's IHDR
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
 def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str] = (), step: Optional[int] = None) -> None:
     """Log scalars once per epoch, with the number of epochs trained as the step: straight to the
     loggers (rank 0) in one call, and into ``trainer.callback_metrics`` (all ranks) so that
