@@ -84,7 +84,9 @@ def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str
     for logger in trainer.loggers:
         if type(logger) is TensorBoardLogger and not logger._prefix:
             # one event holding every scalar of the step: the same values, tags and step as
-            # ``add_scalar`` per value writes, at a sixth of the cost
+            # ``add_scalar`` per value writes, at a sixth of the cost; rank 0 only, as log_metrics
+            if not trainer.is_global_zero:
+                continue
             summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()])
             logger.experiment._get_file_writer().add_summary(summary, step)
         else:
