@@ -144,7 +144,7 @@ def test_soup_run_checkpoints_once_validates_inspects_and_exports(nsr, tmp_path)
 def test_every_shipped_config_writes_one_checkpoint_file():
     for path in sorted(CONFIGS.glob("*.yaml")):
         callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
-        ckpt = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+        ckpt = [c["init_args"] for c in callbacks if c["class_path"].endswith(("ModelCheckpoint", "PeriodicCheckpoint"))]
         assert len(ckpt) == 1 and ckpt[0].get("filename") == "last" and not ckpt[0].get("save_last"), path.name
 
 

@@ -98,7 +98,8 @@ def test_a_full_disk_while_checkpointing_ends_in_one_line_and_keeps_the_previous
         return f
 
     monkeypatch.setattr(atomic.os, "fdopen", fdopen)
-    run = nsr(*shrunk("weightwise", 3, 3), *QUIET)
+    (tmp_path / "lean.yaml").write_text(LEAN)  # a checkpoint every epoch (the shipped configs: every 100)
+    run = nsr("fit", "--config", "lean.yaml", "--trainer.max_epochs", "3")
     lines = [ln for ln in run.err.splitlines() if ln.startswith("error")]
     assert run.status == 1 and len(lines) == 1, run.err
     assert "last.ckpt" in lines[0] and "No space left on device" in lines[0]

@@ -52,3 +52,14 @@ def test_one_class_palette_for_every_figure_and_labelled_robustness_axes():
     fig = robustness_figure({1e-1: (torch.tensor([1, 2]), torch.tensor([0, 1])), 1e-2: (torch.tensor([3]), torch.tensor([2]))})
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
     assert to_rgba(CLASS_COLORS[FixpointClass.ZERO]) != to_rgba(CLASS_COLORS[FixpointClass.OTHER])
+
+
+def test_pca_equals_scikit_learns_pca_to_rounding_signs_included():
+    from sklearn.decomposition import PCA
+
+    g = torch.Generator().manual_seed(3)
+    points = torch.randn(40, 14, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 14)
+    mean, comps = pca(points, 2)
+    ref = PCA(n_components=2).fit(points.numpy())
+    assert torch.allclose(mean, torch.from_numpy(ref.mean_), atol=1e-12)
+    assert torch.allclose(comps, torch.from_numpy(ref.components_), atol=1e-9)

@@ -82,6 +82,27 @@ def classify(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "o
     return c
 
 
+def classify_and_distance(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
+                          generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(classify(rep, w, ...), distance(rep, w))`` in one pass, with the same results: F(w) is
+    computed once for both (two self-applications instead of three), and each test is one
+    maximum per particle (``amax`` propagates NaN and inf, so "every |x_i| < epsilon" is
+    "max_i |x_i| < epsilon", false for a NaN as the elementwise test is)."""
+    epsilon = check_epsilon(epsilon)
+    if second_order not in SECOND_ORDER_TESTS:
+        raise ValueError(f"second_order must be one of {', '.join(SECOND_ORDER_TESTS)}, got {second_order!r}")
+    rep.check_weights(w)
+    fw = rep.apply(w, w, generator=generator)  # [P, W]
+    ffw = rep.apply(fw, fw, generator=generator) if second_order == "orbit" else rep.apply(w, fw, generator=generator)
+    d = (fw - w).abs().amax(dim=1)  # [P] the fixpoint distance (NaN where F(w) or w has a NaN)
+    size = w.abs().amax(dim=1)  # [P] not finite: divergent
+    fixed, second = d < epsilon, (ffw - w).abs().amax(dim=1) < epsilon
+    c = torch.where(second, int(FixpointClass.SECOND_ORDER), int(FixpointClass.OTHER))
+    c = torch.where(fixed, torch.where(size < epsilon, int(FixpointClass.ZERO), int(FixpointClass.NONTRIVIAL)), c)
+    c = torch.where(torch.isfinite(size), c, int(FixpointClass.DIVERGENT))
+    return c, torch.nan_to_num(d, nan=math.inf, posinf=math.inf)
+
+
 def distance(rep, w: torch.Tensor, generator=None) -> torch.Tensor:
     """``[P]`` fixpoint distance max_i |F(w)_i - w_i|; inf where w or F(w) is not finite."""
     rep.check_weights(w)

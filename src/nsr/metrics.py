@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from torchmetrics import Metric
 
-from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify, counts, distance
+from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify_and_distance, counts
 
 
 def _finite_sum_count(values: torch.Tensor) -> torch.Tensor:
@@ -57,23 +57,43 @@ class PopulationStats(Metric):
     def update(self, rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
                loss: Optional[torch.Tensor] = None) -> None:  # w: [P, W], loss: [P]
         dev = self.classes.device
-        self.classes += counts(classify(rep, w, epsilon, second_order=second_order)).to(dev)
-        self.distance += _finite_sum_count(distance(rep, w)).to(dev)
-        n = torch.tensor([float(w.shape[0])], dtype=torch.float64)
-        if loss is not None:
-            self.loss += torch.cat([_finite_sum_count(loss).cpu(), n]).to(dev)
-        if hasattr(rep, "apply_aggregates"):
-            d = aggregate_distance(rep, w)
-            hits = (d < epsilon).sum().double().cpu()[None]
-            self.aggregate += torch.cat([hits, _finite_sum_count(d).cpu(), n]).to(dev)
+        for name, value in population_states(rep, w, epsilon, second_order, loss).items():
+            setattr(self, name, getattr(self, name) + value.to(dev))
 
     def compute(self) -> dict[str, float]:
-        total = max(int(self.classes.sum()), 1)
-        out = {f"fixpoint/{name}": int(c) / total for name, c in zip(CLASS_NAMES, self.classes.tolist())}
-        out["fixpoint/distance"] = _mean(self.distance)
-        if float(self.loss[2]) > 0:
-            out["train/loss"] = _mean(self.loss[:2])
-        if float(self.aggregate[3]) > 0:
-            out["fixpoint/aggregate_fixpoint"] = float(self.aggregate[0]) / total
-            out["fixpoint/aggregate_distance"] = _mean(self.aggregate[1:3])
-        return out
+        return scalars({name: getattr(self, name) for name in STATES})
+
+
+STATES = ("classes", "distance", "loss", "aggregate")
+
+
+def population_states(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
+                      loss: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    """The sum-reducible states of :class:`PopulationStats` for the genomes ``w`` ``[P, W]`` (and
+    their losses ``[P]``): what one update adds. ``scalars(population_states(...))`` are the
+    scalars of a population held by one process, without the metric's machinery."""
+    classes, d = classify_and_distance(rep, w, epsilon, second_order=second_order)
+    n = torch.tensor([float(w.shape[0])], dtype=torch.float64)
+    states = {"classes": counts(classes), "distance": _finite_sum_count(d),
+              "loss": torch.zeros(3, dtype=torch.float64), "aggregate": torch.zeros(4, dtype=torch.float64)}
+    if loss is not None:
+        states["loss"] = torch.cat([_finite_sum_count(loss).cpu(), n])
+    if hasattr(rep, "apply_aggregates"):
+        d = aggregate_distance(rep, w)
+        hits = (d < epsilon).sum().double().cpu()[None]
+        states["aggregate"] = torch.cat([hits, _finite_sum_count(d).cpu(), n])
+    return states
+
+
+def scalars(states: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The scalars (``fixpoint/<class>``, ``fixpoint/distance``, ``train/loss``, ...) of summed states."""
+    classes, distance, loss, aggregate = (states[k] for k in STATES)
+    total = max(int(classes.sum()), 1)
+    out = {f"fixpoint/{name}": int(c) / total for name, c in zip(CLASS_NAMES, classes.tolist())}
+    out["fixpoint/distance"] = _mean(distance)
+    if float(loss[2]) > 0:
+        out["train/loss"] = _mean(loss[:2])
+    if float(aggregate[3]) > 0:
+        out["fixpoint/aggregate_fixpoint"] = float(aggregate[0]) / total
+        out["fixpoint/aggregate_distance"] = _mean(aggregate[1:3])
+    return out

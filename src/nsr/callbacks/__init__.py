@@ -9,10 +9,11 @@ TensorBoard and, as PNG, to the run's log folder; both only from rank 0.
 
 One module per concept: :mod:`~nsr.callbacks.fixpoint_monitor`, :mod:`~nsr.callbacks.robustness_probe`,
 :mod:`~nsr.callbacks.trajectories`, :mod:`~nsr.callbacks.stability`, :mod:`~nsr.callbacks.analytics` (lineage, species),
-:mod:`~nsr.callbacks.progress`, :mod:`~nsr.callbacks.interrupt`, the figures
+:mod:`~nsr.callbacks.progress`, :mod:`~nsr.callbacks.interrupt`, :mod:`~nsr.callbacks.checkpointing`, the figures
 (:mod:`~nsr.callbacks.figures`) and the logging helpers (:mod:`~nsr.callbacks.logs`).
 """
 from nsr.callbacks.analytics import LineageRecorder, SpeciesMonitor, muller_figure
+from nsr.callbacks.checkpointing import PeriodicCheckpoint
 from nsr.callbacks.figures import pca, robustness_figure, trajectory_figures
 from nsr.callbacks.fixpoint_monitor import FixpointMonitor, format_summary
 from nsr.callbacks.interrupt import StopOnInterrupt
@@ -23,7 +24,7 @@ from nsr.callbacks.stability import StabilityMonitor
 from nsr.callbacks.trajectories import TrajectoryRecorder
 from nsr.fixpoints import DEFAULT_SCALES, noise_label
 
-__all__ = ["FixpointMonitor", "StopOnInterrupt", "RobustnessProbe", "StabilityMonitor", "LineageRecorder", "SpeciesMonitor",
+__all__ = ["FixpointMonitor", "PeriodicCheckpoint", "StopOnInterrupt", "RobustnessProbe", "StabilityMonitor", "LineageRecorder", "SpeciesMonitor",
            "muller_figure", "TrajectoryRecorder", "EpochProgressBar", "format_summary",
            "log_epoch_metrics", "save_figure", "pca", "robustness_figure", "trajectory_figures", "DEFAULT_SCALES",
            "noise_label"]

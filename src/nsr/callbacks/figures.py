@@ -35,16 +35,19 @@ def robustness_figure(results: dict):
 
 
 def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean [W], components [k, W])`` of the principal component analysis (scikit-learn's PCA)
-    of ``points`` ``[N, W]`` (rows must be finite); components beyond what the data can give are zero."""
-    from sklearn.decomposition import PCA
-
+    """``(mean [W], components [k, W])`` of the principal component analysis of ``points``
+    ``[N, W]`` (rows must be finite), as scikit-learn's PCA gives them: the leading right singular
+    vectors of the centred points, each signed so that its largest entry in absolute value is
+    positive; components beyond what the data can give are zero. (Computed with
+    ``torch.linalg.svd``: importing scikit-learn took longer than the whole figure.)"""
     x = points.double()
     mean = x.mean(0)
     comps = torch.zeros(k, x.shape[1], dtype=torch.float64)
     m = min(k, x.shape[0], x.shape[1])
     if x.shape[0] > 1 and m > 0 and bool((x != mean).any()):  # points that all coincide have no direction
-        comps[:m] = torch.from_numpy(PCA(n_components=m).fit(x.numpy()).components_)
+        vt = torch.linalg.svd(x - mean, full_matrices=False).Vh[:m]  # [m, W]
+        signs = torch.sign(vt.gather(1, vt.abs().argmax(1, keepdim=True)))  # [m, 1]
+        comps[:m] = vt * torch.where(signs == 0, torch.ones_like(signs), signs)
     return mean, comps
 
 

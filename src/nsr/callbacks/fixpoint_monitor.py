@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from nsr.callbacks.logs import log_epoch_metrics, log_final_hparams, second_order, tensorboard_root, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify, distance
 from nsr.fixpoints import counts as class_counts
-from nsr.metrics import PopulationStats
+from nsr.metrics import PopulationStats, population_states, scalars
 
 
 class FixpointMonitor(Callback):
@@ -32,9 +32,13 @@ class FixpointMonitor(Callback):
 
     def measure(self, pl_module) -> dict[str, float]:
         """The scalars of the population as it is now (a collective call under DDP)."""
+        loss = getattr(pl_module, "particle_loss", None)
+        trainer = getattr(pl_module, "_trainer", None)
+        if trainer is None or trainer.world_size == 1:  # one process: the same sums, without the metric's machinery
+            return scalars(population_states(pl_module.replicator, pl_module.population, pl_module.epsilon,
+                                             second_order=second_order(pl_module), loss=loss))
         if self._metric is None:
             self._metric = PopulationStats().to(pl_module.device)
-        loss = getattr(pl_module, "particle_loss", None)
         self._metric.update(pl_module.replicator, pl_module.population, pl_module.epsilon,
                             second_order=second_order(pl_module), loss=None if loss is None else loss.to(pl_module.device))
         out = self._metric.compute()

@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from nsr.atomic import write_atomically
 
@@ -52,6 +53,28 @@ def save_figure(fig, path: str) -> None:
     write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
 
 
+def png_bytes(fig, dpi: int = 120) -> bytes:
+    """A matplotlib figure rendered once, as PNG."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def log_figure(writer, tag: str, fig, step: int, path: Optional[str] = None) -> None:
+    """A figure as a TensorBoard image ``tag`` (``writer`` may be None) and as the PNG file ``path``
+    (if given), rendered once for both. (``SummaryWriter.add_figure`` renders it again, and
+    imports pyplot to close it.)"""
+    png = png_bytes(fig)
+    if path:
+        write_atomically(path, lambda f: f.write(png))
+    if writer is not None:
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the PNG's IHDR
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
 def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str] = (), step: Optional[int] = None) -> None:
     """Log scalars once per epoch, with the number of epochs trained as the step: straight to the
     loggers (rank 0) in one call, and into ``trainer.callback_metrics`` (all ranks) so that
@@ -59,7 +82,15 @@ def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str
     same at about a millisecond per value and epoch, which dominates short epochs."""
     step = trainer.current_epoch + 1 if step is None else step
     for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=step)
+        if type(logger) is TensorBoardLogger and not logger._prefix:
+            # one event holding every scalar of the step: the same values, tags and step as
+            # ``add_scalar`` per value writes, at a sixth of the cost; rank 0 only, as log_metrics
+            if not trainer.is_global_zero:
+                continue
+            summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()])
+            logger.experiment._get_file_writer().add_summary(summary, step)
+        else:
+            logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
     trainer.progress_bar_metrics.update({k: v for k, v in metrics.items() if k in prog_bar})
 

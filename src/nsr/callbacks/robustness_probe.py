@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from nsr.atomic import write_atomically
 from nsr.callbacks.figures import robustness_figure
-from nsr.callbacks.logs import log_epoch_metrics, save_figure, second_order, tensorboard_writer
+from nsr.callbacks.logs import log_epoch_metrics, log_figure, second_order, tensorboard_writer
 from nsr.fixpoints import DEFAULT_SCALES, FixpointClass, classify, noise_label, robustness
 
 
@@ -70,11 +70,9 @@ class RobustnessProbe(Callback):
         log_epoch_metrics(trainer, metrics, step=epochs)
         fig = robustness_figure(self.results)
         writer = tensorboard_writer(trainer)
+        log_figure(writer, "robustness/boxplot", fig, epochs, os.path.join(log_dir, "robustness.png") if log_dir else None)
         if log_dir:
-            save_figure(fig, os.path.join(log_dir, "robustness.png"))
             write_atomically(os.path.join(log_dir, "robustness.csv"), lambda f: _write_robustness_csv(f, self.results), "w")
-        if writer is not None:
-            writer.add_figure("robustness/boxplot", fig, global_step=epochs)
 
     def on_train_epoch_end(self, trainer, pl_module):
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

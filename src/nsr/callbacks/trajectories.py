@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from nsr.callbacks.figures import trajectory_figures
-from nsr.callbacks.logs import gather_ids, save_figure, second_order, tensorboard_writer, time_unit
+from nsr.callbacks.logs import gather_ids, log_figure, second_order, tensorboard_writer, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify
 
 
@@ -73,10 +73,8 @@ class TrajectoryRecorder(Callback):
                                   end_classes=self.end_classes(pl_module, times, ids_all, weights))
         if figs is not None:
             for name, fig in zip(("pca_2d", "pca_3d"), figs):
-                if log_dir:
-                    save_figure(fig, os.path.join(log_dir, f"trajectories_{name}.png"))
-                if writer is not None:
-                    writer.add_figure(f"trajectories/{name}", fig, global_step=trainer.current_epoch)
+                log_figure(writer, f"trajectories/{name}", fig, trainer.current_epoch,
+                           os.path.join(log_dir, f"trajectories_{name}.png") if log_dir else None)
         if self.embedding and writer is not None:
             w = w[: self.max_embedding].detach().cpu()
             classes = classify(pl_module.replicator, w, pl_module.epsilon, second_order=second_order(pl_module))

@@ -19,11 +19,8 @@ import shlex
 import sys
 import time
 
-import torch
-
 from nsr.experiments.base import EXPERIMENTS, Report  # noqa: F401  (the registry)
-from nsr.experiments import (fixpoint_classes, robustness, basins, soups, soup_phases, stability, organism,  # noqa: F401,E402
-                             task_tradeoff, task_soup)  # (register the experiments)
+from nsr.experiments import catalog  # noqa: F401,E402  (declares the experiments; torch is imported only to run one)
 from nsr.experiments import combined  # noqa: E402  (nsr experiment all)
 from nsr.experiments.runfolder import RunFolder, markdown_table
 
@@ -60,6 +57,8 @@ def experiment_parser(name: str) -> argparse.ArgumentParser:
 
 
 def results_markdown(name: str, command: str, report: Report, seconds: float, folder: RunFolder) -> str:
+    import torch
+
     exp = EXPERIMENTS[name]
     lines = [f"# {name}: {exp.help}", "", f"Command: `{command}`  ", f"Runtime: {seconds:.1f} s (experiment and figures) on "
              f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.machine()}  ",

@@ -1,17 +1,26 @@
 """The experiment registry, the options and helpers every experiment shares.
 
-An experiment is registered with :func:`experiment`: a name, a one-line help, a function that adds
-its options to an ``argparse`` parser, and a function ``run(args, folder) -> Report``.
+An experiment is declared in :mod:`nsr.experiments.catalog` with :func:`declare` (a name, a one-line
+help, a function that adds its options to an ``argparse`` parser, the module of its run function),
+and its module marks ``run(args, folder) -> Report`` with ``@experiment(name)``. This module and the
+catalog import no torch, so that the command line answers ``--help`` and option errors at once.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from nsr.fixpoints import SECOND_ORDER_TESTS
-from nsr.replicators import ACTIVATIONS, ARCHITECTURES, ORTHOGONAL
+# the choices of the shared options, as nsr.fixpoints and nsr.replicators define them (tested to
+# agree): written out here so that the options are read without importing torch
+SECOND_ORDER_TESTS = ("orbit", "same_network")
+ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu")
+ARCHITECTURE_NAMES = ("weightwise", "aggregating", "recurrent")
+ORTHOGONAL = ("keras2", "uniform")
 
 
 @dataclass
@@ -33,24 +42,56 @@ class Report:
 
 @dataclass
 class Experiment:
+    """One experiment of the registry: its name, one-line help, the function adding its options to
+    an ``argparse`` parser (all torch-free: :mod:`nsr.experiments.catalog`), and the module whose
+    ``@experiment(name)`` function runs it, imported only to run it."""
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, object], Report]
-    description: str = ""
+    module: str
+    text: str = ""
+
+    @property
+    def description(self) -> str:
+        """The run function's docstring, read from its module's source without importing it."""
+        return self.text or run_docstring(self.module, self.name) or self.help
+
+    def run(self, args: argparse.Namespace, folder) -> Report:
+        """Run the experiment with parsed ``args`` into ``folder``."""
+        importlib.import_module(self.module)  # registers its run function
+        return RUNS[self.name](args, folder)
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
+RUNS: dict[str, Callable[[argparse.Namespace, object], Report]] = {}
 
 
-def experiment(name: str, help: str, add_arguments: Callable, description: str = ""):
-    """Decorator registering ``run(args, folder) -> Report`` as experiment ``name``."""
+def declare(name: str, help: str, add_arguments: Callable, module: str, description: str = "") -> None:
+    """Register experiment ``name``: its help, options and the module of its run function."""
+    EXPERIMENTS[name] = Experiment(name, help, add_arguments, module, description)
 
+
+def experiment(name: str):
+    """Decorator naming ``run(args, folder) -> Report`` the run function of declared experiment ``name``."""
     def register(run):
-        EXPERIMENTS[name] = Experiment(name, help, add_arguments, run, description or run.__doc__ or help)
+        RUNS[name] = run
         return run
-
     return register
+
+
+def run_docstring(module: str, name: str) -> str:
+    """The docstring of the function decorated ``@experiment(name)`` in ``module``'s source."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Call) and getattr(d.func, "id", "") == "experiment" and d.args
+                and isinstance(d.args[0], ast.Constant) and d.args[0].value == name for d in node.decorator_list):
+            return ast.get_docstring(node) or ""
+    return ""
 
 
 # ---- argument types: each raises ArgumentTypeError with a message naming the bad value ----------
@@ -115,10 +156,10 @@ def list_of(item_type, name: str):
 
 def architectures(text: str) -> list[str]:
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
-    bad = [n for n in names if n not in ARCHITECTURES]
+    bad = [n for n in names if n not in ARCHITECTURE_NAMES]
     if not names or bad:
         raise argparse.ArgumentTypeError(
-            f"unknown architecture {', '.join(bad) or text!r}: expected a comma-separated list of {', '.join(ARCHITECTURES)}")
+            f"unknown architecture {', '.join(bad) or text!r}: expected a comma-separated list of {', '.join(ARCHITECTURE_NAMES)}")
     return list(dict.fromkeys(names))
 
 
@@ -174,6 +215,8 @@ def make_replicator(name: str, args: argparse.Namespace):
     """The replicator ``name`` with the run's width, depth, activation (and orthogonal initialiser, for
     architectures with recurrent kernels)."""
     import inspect
+
+    from nsr.replicators import ARCHITECTURES
 
     cls = ARCHITECTURES[name]
     extra = {}

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from nsr.experiments import figures, published
-from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, make_replicator,
-                                  noise_scales, nonnegative_float, nonnegative_int, positive_int, stream)
+from nsr.experiments.base import Report, bar, experiment, fmt_share, make_replicator, stream
 from nsr.experiments.fixpoint_classes import train_epochs
 from nsr.experiments.intervals import mean_interval, shares_ci, wilson
 from nsr.experiments.robustness import exponent
@@ -58,27 +57,6 @@ def basin_classes(before: torch.Tensor, after: torch.Tensor, rtol: float, atol: 
     return c
 
 
-def _args(p):
-    add_common(p, 10, "clones per parent and noise scale")
-    p.add_argument("--parents", type=positive_int, default=10,
-                   help="random weightwise networks self-trained into parents (the non-trivial fixpoints among "
-                        "them are used) (default 10)")
-    p.add_argument("--noise", type=noise_scales, default=[10.0 ** -k for k in range(1, 10)],
-                   help="noise scales: exponents 1..9 (the default) or a list like 1e-2,1e-4")
-    p.add_argument("--epochs", type=nonnegative_int, default=2500, help="self-training epochs of the parents (default 2500)")
-    p.add_argument("--clone-epochs", type=nonnegative_int, default=2500,
-                   help="self-training epochs of the clones after cloning (default 2500)")
-    add_training(p, lr=0.04, batch=None, mom=0.0)
-    p.add_argument("--metric", choices=tuple(METRICS), default="mim",
-                   help="distance that classifies a clone approaching / distancing / stationary (default mim, "
-                        "the permutation-invariant mean Manhattan distance)")
-    p.add_argument("--rtol", type=nonnegative_float, default=0.05,
-                   help="stationary when |after - before| <= rtol * before + atol (default 0.05)")
-    p.add_argument("--atol", type=nonnegative_float, default=0.0, help="see --rtol (default 0)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="weights' precision (default float32, as published)")
-
-
 def basins(rep, parents, scales, clones, epochs, lr, batch_size, momentum, make_stream, tick=None):
     """Clone every parent of ``parents`` ``[F, W]`` ``clones`` times per scale (noise +-U(0,1)*scale),
     self-train clones and parents ``epochs`` epochs in one population. Returns ``(before, after,
@@ -92,7 +70,7 @@ def basins(rep, parents, scales, clones, epochs, lr, batch_size, momentum, make_
     return noisy.view(S, clones, F, W), pop[:-F].view(S, clones, F, W), pop[-F:]
 
 
-@experiment("basins", "journal extension: clones of trained fixpoints at noise 1e-1..1e-9, trained on", _args)
+@experiment("basins")
 def run_basins(args, folder) -> Report:
     """Noisy clones of trained fixpoints, trained on: distances to the parent before and after; each
     clone classified approaching / distancing / stationary."""

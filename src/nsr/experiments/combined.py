@@ -19,8 +19,6 @@ import shlex
 import time
 from pathlib import Path
 
-import torch
-
 from nsr.experiments.base import EXPERIMENTS, nonnegative_int, positive_int
 
 # the published trial count of every experiment (its unit: networks, clones, soups)
@@ -99,6 +97,8 @@ def _demote(md: str) -> str:
 
 def run_all(args, parser_for) -> tuple[Path, str]:
     """Run the plan; write ``report.md`` (and ``--docs``); returns (folder, report text)."""
+    import torch
+
     from nsr.experiments import run as run_one
     from nsr.experiments.runfolder import RunFolder, markdown_table
 

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from nsr.experiments import figures, published
-from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, fmt_share, list_of,
-                                  make_replicator, nonnegative_int, positive_int, stream, versus)
+from nsr.experiments.base import Report, bar, experiment, fmt_share, make_replicator, stream, versus
 from nsr.experiments.intervals import share_verdict, shares_ci
 from nsr.fixpoints import (CLASS_NAMES, FixpointClass, aggregate_distance, classify, distance, is_aggregate_fixpoint,
                            is_divergent, is_fixpoint, shares)
@@ -87,12 +86,9 @@ def train_epochs(rep, w, epochs, lr, batch_size, momentum, generator, on_epoch=N
 
 
 # ---- density ----------------------------------------------------------------------------------------
-def _density_args(p):
-    add_common(p, 100_000, "random networks per architecture", ARCHS)
-    p.add_argument("--chunk", type=positive_int, default=100_000, help="networks classified per batch (default 100000)")
 
 
-@experiment("density", "fixpoint density: the classes of random networks, 10^5 per architecture", _density_args)
+@experiment("density")
 def run_density(args, folder) -> Report:
     """Classify random (untrained, never applied) networks; report each class's share and the fixpoint
     density, the share of random networks that already are (zero or non-trivial) fixpoints."""
@@ -141,13 +137,9 @@ def run_density(args, folder) -> Report:
 
 
 # ---- applying -----------------------------------------------------------------------------------------
-def _applying_args(p):
-    add_common(p, 50, "random networks per architecture", ARCHS)
-    p.add_argument("--applications", type=nonnegative_int, default=100,
-                   help="self-applications per network (default 100)")
 
 
-@experiment("applying", "random networks self-applied 100 times, then classified", _applying_args)
+@experiment("applying")
 def run_applying(args, folder) -> Report:
     """Self-apply random networks --applications times (w <- F(w)) and classify the result."""
     pub = published.APPLYING
@@ -184,15 +176,9 @@ def run_applying(args, folder) -> Report:
 
 
 # ---- training -----------------------------------------------------------------------------------------
-def _training_args(p):
-    add_common(p, 50, "networks per architecture", ARCHS)
-    p.add_argument("--epochs", type=nonnegative_int, default=1000, help="self-training epochs (default 1000)")
-    add_training(p)
-    p.add_argument("--log-every", type=positive_int, default=10,
-                   help="classify the population every N epochs for TensorBoard and the figure (default 10)")
 
 
-@experiment("training", "random networks self-trained for 1000 epochs, then classified", _training_args)
+@experiment("training")
 def run_training(args, folder) -> Report:
     """Self-train random networks (SGD on the MSE between their outputs and their own weights, one epoch
     per step, samples fixed at the start of each epoch) and classify the result."""
@@ -258,13 +244,6 @@ def run_training(args, folder) -> Report:
 
 
 # ---- mixed -----------------------------------------------------------------------------------------------
-def _mixed_args(p):
-    add_common(p, 20, "networks per k and architecture", ARCHS)
-    p.add_argument("--rounds", type=positive_int, default=4, help="rounds of (self-application, k epochs) (default 4)")
-    p.add_argument("--trains", type=list_of(nonnegative_int, "epoch counts"), default=[50 * i for i in range(11)],
-                   help="comma-separated k, the self-training epochs after each self-application "
-                        "(default 0,50,...,500)")
-    add_training(p)
 
 
 def mixed(rep, w, ks, rounds, lr, batch_size, momentum, epsilon, make_stream, tick=None):
@@ -299,7 +278,7 @@ def mixed(rep, w, ks, rounds, lr, batch_size, momentum, epsilon, make_stream, ti
     return w, used
 
 
-@experiment("mixed", "self-application then k self-training epochs, up to 4 rounds, k swept", _mixed_args)
+@experiment("mixed")
 def run_mixed(args, folder) -> Report:
     """For each k: up to --rounds rounds of (one self-application, then k self-training epochs),
     stopping early at a fixpoint or divergence; report the share ending as a (zero or non-trivial)

@@ -19,11 +19,9 @@ import warnings
 import numpy as np
 
 from nsr.experiments import figures
-from nsr.experiments.base import (Report, add_common, bar, batch_size, experiment, list_of, momentum,
-                                  nonnegative_float, positive_int, probability)
+from nsr.experiments.base import Report, bar, experiment
 from nsr.fixpoints import CLASS_NAMES, classify
 from nsr.organism import drop_particles, magnitude_prune, smallest
-from nsr.replicators import ACTIVATIONS
 
 PUBLISHED_ACCURACY = "~0.9 (15x15 MNIST, ~1,200-1,500 particles, 200 epochs, 3 seeds)"
 PUBLISHED_DROPOUT = {"nontrivial": "about -0.0005 (identity particles)"}
@@ -51,22 +49,6 @@ def fmt_ci(values, digits: int = 3) -> str:
     if n == 0:
         return "-"
     return _num(m, digits) if not math.isfinite(h) else f"{_num(m, digits)} ± {_num(h, digits)}"
-
-
-def _args(p):
-    add_common(p, 10, "seeds (one organism and one dense network each)")
-    p.add_argument("--task", choices=("digits", "gaussian_addition"), default="digits", help="the task (default digits)")
-    p.add_argument("--hidden", type=list_of(positive_int, "widths"), default=[160],
-                   help="hidden widths of the host, comma-separated (default 160: 64 -> 160 -> 10, 11,840 particles)")
-    p.add_argument("--host-activation", choices=ACTIVATIONS, default="relu", help="the host's activation (default relu)")
-    p.add_argument("--epochs", type=positive_int, default=30, help="epochs of both networks (default 30)")
-    p.add_argument("--lr", type=nonnegative_float, default=0.01, help="SGD learning rate (default 0.01)")
-    p.add_argument("--momentum", type=momentum, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--batch-size", type=batch_size, default=64, help="task samples per step (default 64)")
-    p.add_argument("--replication-weight", type=nonnegative_float, default=1.0,
-                   help="weight of the summed replication loss (default 1.0, the authors' alpha)")
-    p.add_argument("--attacking-rate", type=probability, default=0.0, help="soup attacks per epoch within a layer (default 0)")
-    p.add_argument("--learn-from-rate", type=probability, default=0.0, help="soup learn_from per epoch within a layer (default 0)")
 
 
 def _fit(module, dm, epochs: int, logger, callbacks=()) -> float:
@@ -135,8 +117,7 @@ def run_seed(args, seed: int, folder) -> dict:
             "dense_history": dense.history, "dropout": dropout}
 
 
-@experiment("organism", "organism networks (a host made of self-replicating particles) vs a dense network: "
-                        "classes per epoch, accuracy, particle dropout vs magnitude pruning", _args)
+@experiment("organism")
 def run_organism(args, folder) -> Report:
     """Organism networks on a task over several seeds, beside a dense network of the same shape."""
     from nsr.tasks import by_name

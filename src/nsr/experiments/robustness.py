@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from nsr.experiments import figures, published
-from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, make_replicator, noise_scales,
-                                  nonnegative_int, positive_int, stream)
+from nsr.experiments.base import Report, bar, experiment, make_replicator, stream
 from nsr.experiments.fixpoint_classes import train_epochs
 from nsr.experiments.intervals import mean_interval, mean_verdict, share_ci
 from nsr.fixpoints import FixpointClass, classify, distance, is_fixpoint, noise_label, time_noisy_clones
@@ -64,20 +63,7 @@ def fmt_stats(st) -> str:
     return f"{mean:.2f}, {med:g} [{lo:g}-{hi:g}]"
 
 
-def _args(p):
-    add_common(p, 100, "noisy clones per fixpoint and noise scale")
-    p.add_argument("--noise", type=noise_scales, default=[10.0 ** -k for k in range(10)],
-                   help="noise scales: exponents 0..9 (10^0..10^-9, the default) or a list like 1e-1,1e-5")
-    p.add_argument("--max-steps", type=positive_int, default=100, help="self-applications at most (default 100)")
-    p.add_argument("--trained", type=nonnegative_int, default=10,
-                   help="also test fixpoints found by self-training this many random weightwise networks "
-                        "(the non-trivial ones among them); 0: only the hand-built fixpoint (default 10)")
-    p.add_argument("--epochs", type=nonnegative_int, default=1000,
-                   help="self-training epochs of the trained fixpoints (default 1000)")
-    add_training(p)
-
-
-@experiment("robustness", "noisy clones of the hand-built and of trained weightwise fixpoints, noise 1e0..1e-9", _args)
+@experiment("robustness")
 def run_robustness(args, folder) -> Report:
     """Noisy clones of the hand-built weightwise fixpoint (and of trained ones) self-applied until they
     become zero or divergent: time to vergence and time as fixpoint per noise scale."""

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from nsr.experiments import figures
-from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, list_of, make_replicator,
-                                  nonnegative_int, positive_float, positive_int, probability)
+from nsr.experiments.base import Report, bar, experiment, make_replicator
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify
 from nsr.soup import generation_step, initial_state
 from nsr.species import function_keys, genome_keys, probe_genomes
@@ -88,17 +87,6 @@ def median_ci(x: torch.Tensor) -> tuple[float, float, float]:
     return float(s.median()), float(s[lo]), float(s[hi])
 
 
-def _soup_options(p, trials, particles, generations):
-    add_common(p, trials, "soups per setting")
-    p.add_argument("--particles", type=positive_int, default=particles, help=f"particles per soup (default {particles})")
-    p.add_argument("--generations", type=positive_int, default=generations, help=f"generations (default {generations})")
-    p.add_argument("--learn-from-rate", type=probability, default=0.0, help="learn_from probability (default 0)")
-    p.add_argument("--learn-from-severity", type=nonnegative_int, default=1, help="learn_from epochs (default 1)")
-    add_training(p)
-    p.add_argument("--keep-divergent", action="store_true", help="do not respawn divergent particles (default: respawn)")
-    p.add_argument("--keep-zero", action="store_true", help="do not respawn zero fixpoints (default: respawn)")
-
-
 def _step(args, attacking_rate, train):
     return dict(attacking_rate=attacking_rate, learn_from_rate=args.learn_from_rate,
                 learn_from_severity=args.learn_from_severity, train=train, lr=args.lr, batch_size=args.batch_size,
@@ -115,16 +103,6 @@ def _settings(args, **more):
 
 
 # ---- soup_phases -----------------------------------------------------------------------------------
-def _phases_args(p):
-    _soup_options(p, 100, 10, 50)
-    p.add_argument("--rates", type=list_of(probability, "attacking rates"),
-                   default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0],
-                   help="comma-separated attacking rates (default 0,0.05,0.1,0.2,0.3,0.5,0.7,1)")
-    p.add_argument("--trains", type=list_of(nonnegative_int, "epoch counts"), default=[0, 1, 2, 5, 10, 20, 30, 50],
-                   help="comma-separated self-training epochs per generation (default 0,1,2,5,10,20,30,50)")
-    p.add_argument("--species-by", choices=("function", "genome"), default="function",
-                   help="species: networks computing the same map on two probe genomes, or equal genomes (default function)")
-    p.add_argument("--tolerance", type=positive_float, default=1e-2, help="species tolerance (default 0.01)")
 
 
 def heatmaps(rates, trains, panels: dict):
@@ -154,7 +132,7 @@ def _matrix(title, rates, trains, values, fmt):
     return "\n".join(lines)
 
 
-@experiment("soup_phases", "phase diagram of soups: attacking rate x self-training epochs per generation", _phases_args)
+@experiment("soup_phases")
 def run_soup_phases(args, folder) -> Report:
     """Soups of particles that attack each other and self-train, on a grid of attacking rates and
     self-training epochs per generation: the final non-trivial share, the species per soup and the
@@ -208,12 +186,6 @@ def run_soup_phases(args, folder) -> Report:
 
 
 # ---- emergence -------------------------------------------------------------------------------------
-def _emergence_args(p):
-    _soup_options(p, 1000, 10, 100)
-    p.add_argument("--attacking-rate", type=probability, default=0.1, help="attack probability (default 0.1)")
-    p.add_argument("--train", type=nonnegative_int, default=10, help="self-training epochs per generation (default 10)")
-    p.add_argument("--threshold", type=probability, default=0.5,
-                   help="share of a soup that must be non-trivial fixpoints (default 0.5: half)")
 
 
 def emergence_figure(times: torch.Tensor, generations: int, never: float):
@@ -234,8 +206,7 @@ def emergence_figure(times: torch.Tensor, generations: int, never: float):
     return fig
 
 
-@experiment("emergence", "generations until non-trivial replicators make up half of a soup, over many soups",
-            _emergence_args)
+@experiment("emergence")
 def run_emergence(args, folder) -> Report:
     """The time until non-trivial fixpoints (replicators) make up half of a soup (``--threshold``),
     over ``--trials`` soups, and the share of soups where that never happens within ``--generations``:

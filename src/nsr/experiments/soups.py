@@ -14,12 +14,10 @@ from __future__ import annotations
 import torch
 
 from nsr.experiments import figures, published
-from nsr.experiments.base import (Report, add_common, add_training, architectures, bar, experiment, fmt_share,
-                                  list_of, make_replicator, nonnegative_int, positive_int, probability, versus)
+from nsr.experiments.base import Report, bar, experiment, fmt_share, make_replicator, versus
 from nsr.experiments.intervals import mean_ci, mean_interval, mean_verdict, percentile, shares_ci, wilson
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, classify, shares
-from nsr.soup import (ATTACKS, EVENT_COUNTS, LEARN_FROM, RESPAWNED, UPDATES, SoupParams, generation_step,
-                      initial_state)
+from nsr.soup import ATTACKS, EVENT_COUNTS, LEARN_FROM, RESPAWNED, SoupParams, generation_step, initial_state
 
 
 def evolve_soups(rep, soups: int, size: int, generations: int, params: SoupParams, tick=None, record=False):
@@ -51,14 +49,6 @@ def evolve_soups(rep, soups: int, size: int, generations: int, params: SoupParam
     return out
 
 
-def add_update(p):
-    """``--update sequential|synchronous``: the order of a generation (default: the published one)."""
-    p.add_argument("--update", choices=UPDATES, default="sequential",
-                   help="order within a generation: 'sequential' (the published order: each particle in turn "
-                        "attacks, learns, trains and is checked) or 'synchronous' (phase by phase over all "
-                        "particles) (default sequential)")
-
-
 def per_soup_counts(classes: torch.Tensor, cls) -> list:
     """How many particles of class ``cls`` each soup holds, from ``classes`` ``[soups, size]``."""
     return (classes == int(cls)).sum(dim=1).tolist()
@@ -67,15 +57,6 @@ def per_soup_counts(classes: torch.Tensor, cls) -> list:
 def per_soup(classes: torch.Tensor) -> dict:
     """Mean count per soup of every class, from ``classes`` ``[soups, size]``."""
     return {c: float((classes == int(k)).sum(dim=1).double().mean()) for c, k in zip(CLASS_NAMES, FixpointClass)}
-
-
-def _common_soup(p, soups, particles):
-    add_common(p, soups, "soups per setting")
-    p.add_argument("--particles", type=positive_int, default=particles, help=f"particles per soup (default {particles})")
-    add_training(p)
-    add_update(p)
-    p.add_argument("--remove-divergent", action="store_true", help="respawn divergent particles (default off, as published)")
-    p.add_argument("--remove-zero", action="store_true", help="respawn zero fixpoints (default off, as published)")
 
 
 def _sweep(args, folder, arch, param, values, step_for, generations, pub_nontrivial, pub_zero, tag, consistency,
@@ -131,19 +112,9 @@ def _soup_notes(args):
 
 
 # ---- learn_from_soup --------------------------------------------------------------------------------
-def _lf_args(p):
-    _common_soup(p, 10, 10)
-    p.add_argument("--generations", type=positive_int, default=100, help="generations per soup (default 100)")
-    p.add_argument("--learn-from-rate", type=probability, default=0.1,
-                   help="probability that a particle learns from another per generation (default 0.1)")
-    p.add_argument("--severities", type=list_of(nonnegative_int, "epoch counts"), default=[10 * i for i in range(11)],
-                   help="comma-separated learn_from severities (epochs) (default 0,10,...,100)")
-    p.add_argument("--train", type=nonnegative_int, default=0, help="self-training epochs per generation (default 0)")
-    p.add_argument("--architecture", choices=("weightwise", "aggregating", "recurrent"), default="weightwise",
-                   help="replicator of the soups (default weightwise, as published)")
 
 
-@experiment("learn_from_soup", "soups where particles learn from each other; learn_from severity swept", _lf_args)
+@experiment("learn_from_soup")
 def run_learn_from_soup(args, folder) -> Report:
     """Soups of particles that, with probability learn_from_rate per generation, train learn_from
     severity epochs on another particle's samples; non-trivial fixpoints per soup at the end."""
@@ -182,19 +153,9 @@ def _sweep_columns(setting: str) -> list[str]:
 
 
 # ---- mixed_soup ------------------------------------------------------------------------------------
-def _ms_args(p):
-    _common_soup(p, 10, 10)
-    p.add_argument("--generations", type=positive_int, default=5, help="generations per soup (default 5)")
-    p.add_argument("--attacking-rate", type=probability, default=0.1,
-                   help="probability that a particle attacks another per generation (default 0.1)")
-    p.add_argument("--trains", type=list_of(nonnegative_int, "epoch counts"), default=[10 * i for i in range(11)],
-                   help="comma-separated self-training epochs per generation (default 0,10,...,100)")
-    p.add_argument("--architectures", type=architectures,
-                   default=["weightwise", "aggregating"],
-                   help="comma-separated architectures (default weightwise,aggregating, as published)")
 
 
-@experiment("mixed_soup", "soups with attacks and self-training; training epochs per generation swept", _ms_args)
+@experiment("mixed_soup")
 def run_mixed_soup(args, folder) -> Report:
     """Soups whose particles attack each other (attacking_rate) and self-train t epochs per generation;
     non-trivial fixpoints per soup after a few generations."""
@@ -231,23 +192,9 @@ def run_mixed_soup(args, folder) -> Report:
 
 
 # ---- soup_trajectories -----------------------------------------------------------------------------
-def _st_args(p):
-    add_common(p, 1, "soups")
-    p.add_argument("--particles", type=positive_int, default=20, help="particles per soup (default 20)")
-    p.add_argument("--generations", type=positive_int, default=100, help="generations (default 100)")
-    p.add_argument("--attacking-rate", type=probability, default=0.1, help="attack probability (default 0.1)")
-    p.add_argument("--learn-from-rate", type=probability, default=0.0, help="learn_from probability (default 0)")
-    p.add_argument("--learn-from-severity", type=nonnegative_int, default=1, help="learn_from epochs (default 1)")
-    p.add_argument("--train", type=nonnegative_int, default=30, help="self-training epochs per generation (default 30)")
-    add_training(p)
-    add_update(p)
-    p.add_argument("--keep-divergent", action="store_true", help="do not respawn divergent particles (default: respawn)")
-    p.add_argument("--keep-zero", action="store_true", help="do not respawn zero fixpoints (default: respawn)")
-    p.add_argument("--architecture", choices=("weightwise", "aggregating", "recurrent"), default="weightwise",
-                   help="replicator of the soup (default weightwise)")
 
 
-@experiment("soup_trajectories", "a soup's weight trajectories in PCA space; classes at the end", _st_args)
+@experiment("soup_trajectories")
 def run_soup_trajectories(args, folder) -> Report:
     """A soup of particles that attack each other and self-train, dead ones respawned; its weight
     trajectories in a PCA-reduced weight space (2D, and 3D with time) and its classes at the end."""

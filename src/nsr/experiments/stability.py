@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from nsr.experiments import figures, published
-from nsr.experiments.base import (Report, add_common, add_training, bar, experiment, list_of, make_replicator,
-                                  nonnegative_int, positive_float, positive_int, stream)
+from nsr.experiments.base import Report, bar, experiment, make_replicator, stream
 from nsr.experiments.fixpoint_classes import train_epochs
 from nsr.experiments.robustness import exponent, noise_label, time_clones
-from nsr.experiments.stability_search import ARCHS, FAMILIES, family, search
+from nsr.experiments.stability_search import family, search
 from nsr.fixpoints import FixpointClass, classify, is_aggregate_fixpoint
 from nsr.replicators import Weightwise
 from nsr.stability import STABILITY_NAMES, StabilityClass, classify_stability, eigenvalues, genome_gain, jacobian
@@ -91,44 +90,9 @@ def eigen_plane(groups: dict, title: str):
 
 
 # ---- the experiment ----------------------------------------------------------------------------------------
-def _args(p):
-    add_common(p, 10_000, "networks self-trained per architecture", ARCHS)
-    p.add_argument("--epochs", type=nonnegative_int, default=1000, help="self-training epochs (default 1000)")
-    add_training(p)
-    p.add_argument("--tol", type=positive_float, default=1e-3,
-                   help="eigenvalues within tol of modulus 1 count as marginal (default 1e-3)")
-    p.add_argument("--noise", type=list_of(positive_float, "noise scales"), default=[10.0 ** -k for k in range(13)],
-                   help="noise scales of the robustness comparison (default 1e0..1e-12)")
-    p.add_argument("--fit-range", type=list_of(nonnegative_int, "exponents"), default=[2, 7],
-                   help="noise exponents low,high of the linear range for the hand-built fixpoint's slopes "
-                        "(default 2,7: 1e-2..1e-7, as published)")
-    p.add_argument("--subresolution-range", type=list_of(nonnegative_int, "exponents"), default=[8, 12],
-                   help="noise exponents below float32 resolution, where the second eigenvalue sets the "
-                        "hand-built fixpoint's slope (default 8,12)")
-    p.add_argument("--float64-fit-range", type=list_of(nonnegative_int, "exponents"), default=[2, 12],
-                   help="the linear range of the hand-built fixpoint in float64 (default 2,12)")
-    p.add_argument("--trained-fit-range", type=list_of(nonnegative_int, "exponents"), default=[2, 6],
-                   help="the same for trained fixpoints, whose own fixpoint distance (~1e-6 in float32) ends "
-                        "their linear range earlier (default 2,6)")
-    p.add_argument("--robustness-trials", type=positive_int, default=1000,
-                   help="noisy clones per fixpoint and noise scale (default 1000; the publication used 100, "
-                        "whose slopes scatter by about +-0.06 per decade)")
-    p.add_argument("--robustness-parents", type=positive_int, default=10,
-                   help="trained weightwise fixpoints in the robustness comparison (default 10)")
-    p.add_argument("--families", type=list_of(str, "families"), default=FAMILIES,
-                   help=f"replicator families of the attracting search (default {','.join(FAMILIES)})")
-    p.add_argument("--search-trials", type=positive_int, default=200, help="networks per family (default 200)")
-    p.add_argument("--search-epochs", type=nonnegative_int, default=1000,
-                   help="self-training epochs of the +train families (default 1000)")
-    p.add_argument("--newton-steps", type=nonnegative_int, default=60, help="Newton steps (default 60)")
-    p.add_argument("--penalty-steps", type=nonnegative_int, default=300,
-                   help="Adam steps of penalty or denoise training (default 300)")
-    p.add_argument("--penalty-lr", type=positive_float, default=0.01, help="Adam learning rate of those (default 0.01)")
-    p.add_argument("--penalty", type=positive_float, default=1.0, help="weight of the Jacobian penalty (default 1)")
-    p.add_argument("--clones", type=positive_int, default=10, help="clones per fixpoint in the verification (default 10)")
 
 
-@experiment("stability", "linear stability of fixpoints: spectra, robustness predicted, attracting replicators", _args)
+@experiment("stability")
 def run_stability(args, folder) -> Report:
     """Self-train every architecture, take the fixpoints found and the hand-built one, and compute the
     spectrum of the Jacobian of self-application at each (float64): spectral radii, stability classes,

@@ -16,32 +16,13 @@ import math
 import numpy as np
 import torch
 
-from nsr.experiments.base import Report, add_common, bar, experiment, nonnegative_int, positive_int, probability
-from nsr.experiments.task_tradeoff import add_task_options, mean_ci, fmt_ci
+from nsr.experiments.base import Report, bar, experiment
+from nsr.experiments.task_tradeoff import mean_ci, fmt_ci
 from nsr.fixpoints import FixpointClass, classify
 from nsr.task_replicator import TaskWeightwise
 from nsr.task_soup import initial_task_soup, task_generation_step
 from nsr.task_training import evaluate_task
 from nsr.tasks import by_name
-
-
-def _arguments(parser):
-    add_common(parser, 100, "soups per arm (guided and unguided)")
-    add_task_options(parser, epochs=10, width=2)
-    parser.set_defaults(task="gaussian_addition")
-    parser.add_argument("--soup-size", type=positive_int, default=10, help="particles per soup (default 10)")
-    parser.add_argument("--guides", type=nonnegative_int, default=1, help="guides per guided soup (default 1)")
-    parser.add_argument("--generations", type=positive_int, default=100, help="generations (default 100)")
-    parser.add_argument("--learn-from-rate", type=probability, default=0.2, help="learn_from probability (default 0.2)")
-    parser.add_argument("--learn-from-severity", type=nonnegative_int, default=50,
-                        help="epochs of a learn_from event (default 50)")
-    parser.add_argument("--learn-from-alpha", type=float, default=10.0,
-                        help="weight of the teacher's task answers in learn_from (default 10)")
-    parser.add_argument("--guide-alpha", type=float, default=1.0, help="the guides' task weight (default 1)")
-    parser.add_argument("--attacking-rate", type=probability, default=0.0, help="attack probability (default 0)")
-    parser.add_argument("--protect-guides", action="store_true",
-                        help="guides only teach: they never learn_from others (default: they do, like everyone)")
-    parser.add_argument("--record-every", type=positive_int, default=5, help="generations between records (default 5)")
 
 
 def _per_soup(values: torch.Tensor, mask: torch.Tensor, soups: int, n: int) -> np.ndarray:
@@ -50,7 +31,7 @@ def _per_soup(values: torch.Tensor, mask: torch.Tensor, soups: int, n: int) -> n
     return ((v * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
 
 
-@experiment("task_soup", "a guide spreads its task through learn_from: guided vs unguided soups", _arguments)
+@experiment("task_soup")
 def run(args, folder) -> Report:
     """Guided and unguided soups as one population; the share solving the task and the non-trivial
     fixpoint share over generations, means over soups with 95% intervals."""

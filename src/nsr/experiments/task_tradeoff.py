@@ -17,47 +17,14 @@ import math
 import numpy as np
 import torch
 
-from nsr.experiments.base import (Report, add_common, batch_size, experiment, list_of, momentum, nonnegative_float,
-                                  positive_int)
+from nsr.experiments.base import Report, experiment
 from nsr.fixpoints import CLASS_NAMES, classify, distance, vergence_times
 from nsr.training import add_noise
 from nsr.task_replicator import PlainTaskNetwork, TaskWeightwise
 from nsr.task_training import TaskBatches, evaluate_task, task_train, train_on_task
-from nsr.tasks import TASKS, by_name
+from nsr.tasks import by_name
 
 DEFAULT_ALPHAS = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, math.inf]
-
-
-def alpha_value(text: str) -> float:
-    if text.strip().lower() in ("inf", "task"):
-        return math.inf
-    return nonnegative_float(text)
-
-
-def add_task_options(parser, epochs: int, width: int, lr: float = 0.04, mom: float = 0.9):
-    """``--task --epochs --width`` and the optimizer options shared by the task experiments."""
-    parser.add_argument("--task", choices=sorted(TASKS), default="digits", help="the task (default digits)")
-    parser.add_argument("--epochs", type=positive_int, default=epochs,
-                        help=f"self-training epochs, each with one task batch (default {epochs})")
-    parser.add_argument("--lr", type=nonnegative_float, default=lr, help=f"SGD learning rate (default {lr})")
-    parser.add_argument("--momentum", type=momentum, default=mom, help=f"SGD momentum (default {mom})")
-    parser.add_argument("--batch-size", type=batch_size, default=None,
-                        help="replication samples per SGD step, or 'full' (default full)")
-    parser.add_argument("--task-batch-size", type=positive_int, default=64, help="task samples per epoch (default 64)")
-    parser.set_defaults(width=width)
-
-
-def _arguments(parser):
-    add_common(parser, 10, "seeds per alpha")
-    add_task_options(parser, epochs=2000, width=8)
-    parser.add_argument("--alphas", type=list_of(alpha_value, "alphas (numbers >= 0 or inf)"), default=DEFAULT_ALPHAS,
-                        help="task weights; inf = the task alone (default 0,0.01,0.03,0.1,0.3,1,3,10,100,inf)")
-    parser.add_argument("--noise", type=nonnegative_float, default=1e-6,
-                        help="robustness: the time to vergence of the trained genomes plus noise at this scale, "
-                             "under self-application (default 1e-6)")
-    parser.add_argument("--no-normalize", action="store_true",
-                        help="step on replication + alpha * task as is (default: divided by 1 + alpha, so the step "
-                             "size does not grow with alpha)")
 
 
 def mean_ci(x: np.ndarray) -> tuple[float, float, float]:
@@ -105,7 +72,7 @@ def pareto(points: list[tuple[float, float]]) -> list[bool]:
     return out
 
 
-@experiment("task_tradeoff", "replication vs a task: alpha swept from pure replication to pure task", _arguments)
+@experiment("task_tradeoff")
 def run(args, folder) -> Report:
     """alpha x seeds as one population of task replicators; replication error, fixpoint share and
     task metric per alpha with 95% intervals; a plain network trained on the task alone as reference."""
