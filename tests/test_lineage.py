@@ -94,6 +94,25 @@ def test_a_single_living_lineage_is_its_own_mrca():
     assert ph.living.tolist() == [2, 3] and mrca(ph) == 2 and lineage_metrics(ph)["mrca_depth"] == 1
 
 
+@pytest.mark.parametrize("respawn", [0.0, 0.1])
+def test_the_pruned_tree_kept_while_recording_equals_the_walk_from_scratch(respawn):
+    g = torch.Generator().manual_seed(3)
+    P, next_id, takeovers = 9, 9, 0
+    ph = Phylogeny(torch.arange(P))
+    for t in range(60):  # random attacks (some slots attacked and respawned at once), respawns, learn_from
+        attack = torch.where(torch.rand(P, generator=g) < 0.3, torch.randint(P, (P,), generator=g), -1)
+        dead = torch.rand(P, generator=g) < respawn
+        ids = ph.particle[ph.living].clone()
+        ids[dead] = next_id + torch.arange(int(dead.sum()))
+        next_id += int(dead.sum())
+        ph.record_generation(attack, dead, ids, torch.where(torch.rand(P, generator=g) < 0.3, 0, -1))
+        assert str(ph.metrics()) == str(lineage_metrics(ph))  # NaN-safe equality of every metric
+        assert torch.equal(ph._tree["in_tree"][: ph.size], extant_ancestry(ph)) and ph.mrca() == mrca(ph)
+        takeovers += mrca(ph) >= 0
+    assert str(Phylogeny.from_state_dict(ph.state_dict()).metrics()) == str(ph.metrics())
+    assert takeovers > 0 or respawn  # without respawns one lineage takes over: the walk down is exercised
+
+
 def test_csv_follows_the_alife_standard_and_state_dict_round_trips():
     ph = chain()
     lines = ph.to_csv().splitlines()

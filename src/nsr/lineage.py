@@ -210,7 +210,7 @@ class Phylogeny:
             parent = living[attack_source[hit]]  # the attackers' genomes at the start of the phase
             old = living[hit]
             cols["destruction"][old] = t
-            dist = (parent_distance.detach().cpu().float()[hit] if parent_distance is not None
+            dist = (parent_distance.detach().cpu()[hit].float() if parent_distance is not None
                     else torch.full((hit.numel(),), math.nan))
             depth = cols["depth"][parent] + 1
             born = self._append(hit.numel(), ancestor=parent, origin=t, destruction=-1, depth=depth,
