@@ -79,9 +79,9 @@ class Phylogeny:
         cap = self._cols["ancestor"].shape[0]
         if need > cap:
             new = max(need, 2 * cap, 16)
-            for cols in (self._cols, self._tree):
+            for cols, make in ((self._cols, torch.empty), (self._tree, torch.zeros)):  # tree columns start at 0
                 for k, v in cols.items():
-                    grown = torch.zeros(new, dtype=v.dtype)  # tree columns of new nodes start at 0
+                    grown = make(new, dtype=v.dtype)
                     grown[: self.size] = v[: self.size]
                     cols[k] = grown
         ids = torch.arange(self.size, need, dtype=torch.long)
@@ -144,8 +144,7 @@ class Phylogeny:
             up, child = up[inner], gone[inner]
             tree["kids"].index_add_(0, up, torch.full_like(up, -1, dtype=torch.int32))
             tree["kid_sum"].index_add_(0, up, -child)
-            up = torch.unique(up)
-            gone = up[(tree["kids"][up] == 0) & (des[up] >= 0)]
+            gone = torch.unique(up[(tree["kids"][up] == 0) & (des[up] >= 0)])  # siblings share a parent
 
     def _adopt(self, nodes: torch.Tensor, parent: torch.Tensor) -> None:
         """New living genomes ``nodes`` ``[n]`` (children of ``parent`` ``[n]``, -1 for a root) join the
@@ -198,47 +197,52 @@ class Phylogeny:
         :func:`nsr.soup.generation_step`'s events): attack births (slot order), learn_from counts,
         respawn births (slot order). ``ids``: the particle ids after the generation;
         ``parent_distance`` ``[P]``: each attacked slot's distance to its attacker's genome."""
-        t = self.time + 1
         attack_source = attack_source.detach().cpu().long()
-        respawned = respawned.detach().cpu().bool()
-        ids = ids.detach().cpu().long()
+        hit = (attack_source >= 0).nonzero()[:, 0]  # [A] attacked slots, ascending
+        learners = None if learn_from_source is None else (learn_from_source.detach().cpu() >= 0).nonzero()[:, 0]
+        self.record_events(hit, attack_source[hit], respawned.detach().cpu().bool().nonzero()[:, 0], ids, learners,
+                           None if parent_distance is None else parent_distance.detach().cpu()[hit])
+
+    def record_events(self, attacked: torch.Tensor, attacker: torch.Tensor, respawned: torch.Tensor, ids: torch.Tensor,
+                      learners: Optional[torch.Tensor] = None, parent_distance: Optional[torch.Tensor] = None) -> None:
+        """:meth:`record_generation` from the events as slot indices: ``attacked`` ``[A]`` (ascending)
+        and ``attacker`` ``[A]`` (the slot whose genome wrote each), ``respawned`` ``[R]`` (ascending),
+        ``learners`` ``[L]``, ``parent_distance`` ``[A]``; ``ids`` ``[P]`` the particle ids after the
+        generation. O(A + R + L) work on the phylogeny, no pass over all slots."""
+        t = self.time + 1
         living = self.living  # updated in place (state_dict copies it)
         cols = self._cols
         ended = []
-        hit = (attack_source >= 0).nonzero()[:, 0]  # [A] attacked slots, ascending
-        if hit.numel():
-            parent = living[attack_source[hit]]  # the attackers' genomes at the start of the phase
-            old = living[hit]
+        if attacked.numel():
+            parent = living[attacker]  # the attackers' genomes at the start of the phase
+            old = living[attacked]
             cols["destruction"][old] = t
-            dist = (parent_distance.detach().cpu()[hit].float() if parent_distance is not None
-                    else torch.full((hit.numel(),), math.nan))
+            dist = (parent_distance.float() if parent_distance is not None
+                    else torch.full((attacked.numel(),), math.nan))
             depth = cols["depth"][parent] + 1
-            born = self._append(hit.numel(), ancestor=parent, origin=t, destruction=-1, depth=depth,
+            born = self._append(attacked.numel(), ancestor=parent, origin=t, destruction=-1, depth=depth,
                                 particle=cols["particle"][old], cause=CAUSES.index("attack"), parent_distance=dist,
                                 learn_from=0)
             self._grow_depths(cols["depth"][old], -1)
             self._grow_depths(depth, 1)
-            living[hit] = born
+            living[attacked] = born
             self._adopt(born, parent)
             ended.append(old)
-        if learn_from_source is not None:
-            learner = (learn_from_source.detach().cpu() >= 0).nonzero()[:, 0]
-            if learner.numel():  # a node learns at most once per generation: no duplicate indices
-                cols["learn_from"][living[learner]] += 1
-        dead = respawned.nonzero()[:, 0]  # [R]
-        if dead.numel():
-            old = living[dead]
+        if learners is not None and learners.numel():  # a node learns at most once per generation
+            cols["learn_from"][living[learners]] += 1
+        if respawned.numel():
+            old = living[respawned]
             cols["destruction"][old] = t
-            born = self._append(dead.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
-                                particle=ids[dead], cause=CAUSES.index("respawn"),
+            born = self._append(respawned.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
+                                particle=ids.detach().cpu().long()[respawned], cause=CAUSES.index("respawn"),
                                 parent_distance=math.nan, learn_from=0)
             self._grow_depths(cols["depth"][old], -1)
-            self._grow_depths(torch.zeros_like(dead), 1)
-            living[dead] = born
-            self._adopt(born, torch.full_like(dead, -1))
+            self._grow_depths(torch.zeros_like(respawned), 1)
+            living[respawned] = born
+            self._adopt(born, torch.full_like(respawned, -1))
             ended.append(old)
-        if ended:  # the genomes that ended leave the pruned tree unless they have living descendants
-            self._prune(torch.unique(torch.cat(ended)))
+        if ended:  # distinct nodes: they leave the pruned tree unless they have living descendants
+            self._prune(torch.cat(ended))
         self.time = t
 
     # ---- export -----------------------------------------------------------------------------------

@@ -109,34 +109,36 @@ class LineageRecorder(Callback):
         # each attacked local particle's distance to its attacker's genome at the generation's start
         everyone = _everyone(shard, src)  # [P] (collective)
         attacked = (everyone >= 0).nonzero()[:, 0]  # [A] global slots, ascending
-        dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
-        if attacked.numel():
-            parents = gather_where(shard, self._prev, everyone[attacked])  # [A, W]
-            if shard.world == 1:  # every attacked slot is local: no search
-                mine = attacked[~dead[attacked]]
-                dist[mine] = pairwise_distance(w[mine], parents[~dead[attacked]]).to(dist)
-            else:
+        attacker = everyone[attacked]  # [A]
+        if shard.world == 1:  # every slot is local: distances of the attacked slots only
+            lf_all, dead_all = lf.cpu(), dead.cpu()
+            dist_all = torch.full((attacked.numel(),), math.nan, dtype=torch.float64)  # [A]
+            if attacked.numel():
+                keep = ~dead[attacked]  # a child respawned in its birth generation has no distance
+                mine = attacked[keep]
+                dist_all[keep.cpu()] = pairwise_distance(w[mine], self._prev[attacker[keep]]).cpu()
+        else:
+            dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
+            if attacked.numel():
+                parents = gather_where(shard, self._prev, attacker)  # [A, W]
                 mine = (src >= 0) & ~dead
                 rows = torch.searchsorted(attacked.to(w.device), mine.nonzero()[:, 0] + shard.start)
                 dist[mine] = pairwise_distance(w[mine], parents[rows]).to(dist)
-        if shard.world == 1:
-            lf_all, dead_all, dist_all = lf.cpu(), dead.cpu(), dist.cpu()
-        else:
             packed = torch.stack([lf.double(), dead.double(), dist], dim=1)  # [P_local, 3]
             allp = gather_rows(shard, packed).cpu()  # [P, 3] (collective)
-            lf_all, dead_all, dist_all = allp[:, 0].long(), allp[:, 1].bool(), allp[:, 2]
-        everyone, attacked = everyone.cpu(), attacked.cpu()
+            lf_all, dead_all = allp[:, 0].long(), allp[:, 1].bool()
+            dist_all = allp[:, 2][attacked.cpu()]  # [A]
+        attacked, attacker = attacked.cpu(), attacker.cpu()
         ids = pl_module.gather_particle_ids().cpu()
-        born = dist_all[attacked]  # [A] (NaN where the child was respawned in the same generation)
-        born = born[torch.isfinite(born)]
+        born = dist_all[torch.isfinite(dist_all)]
+        respawned = dead_all.nonzero()[:, 0]  # [R]
         t, P = int(pl_module.generation), int(everyone.numel())
-        n_dead = int(dead_all.sum())
         n_hit_dead = int(dead_all[attacked].sum()) if attacked.numel() else 0
-        row = {"generation": t, "survival": (P - attacked.numel() - n_dead + n_hit_dead) / P if P else math.nan,
-               "births": float(attacked.numel()), "respawned": float(n_dead),
+        row = {"generation": t, "survival": (P - attacked.numel() - respawned.numel() + n_hit_dead) / P if P else math.nan,
+               "births": float(attacked.numel()), "respawned": float(respawned.numel()),
                "parent_distance": float(born.mean()) if born.numel() else math.nan}
         if self.phylogeny is not None:
-            self.phylogeny.record_generation(everyone, dead_all, ids, lf_all, dist_all)
+            self.phylogeny.record_events(attacked, attacker, respawned, ids, (lf_all >= 0).nonzero()[:, 0], dist_all)
             last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
             if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
                 row.update(self.phylogeny.metrics())
