@@ -38,7 +38,7 @@ SOUPS = {"cheap": dict(attacking_rate=0.1, learn_from_rate=0.1, learn_from_sever
          "paper": dict(attacking_rate=0.1, learn_from_rate=0.05, learn_from_severity=5, train=20, remove_zero=True)}
 
 # the pieces timed inside the callbacks: (owner, attribute, row name)
-PIECES = ((Phylogeny, "record_generation", "phylogeny: record a generation"),
+PIECES = ((Phylogeny, "record_events", "phylogeny: record a generation"),
           (Phylogeny, "metrics", "lineage metrics (MRCA, richness, length)"),
           (SpeciesMonitor, "species_keys", "species keys (sample)"),
           (SpeciesRegistry, "assign", "stable species ids (registry)"),
