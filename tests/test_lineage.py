@@ -155,6 +155,16 @@ def test_recorder_on_a_soup_records_every_attack_and_respawn_as_a_birth():
     assert bool(torch.isfinite(ph.parent_distance[attack & (ph.destruction != ph.origin)]).all())
 
 
+def test_parent_distance_is_to_the_attackers_genome_at_the_generations_start():
+    w = genomes(2)
+    rec = LineageRecorder()
+    soup = drive(REP, [rec], 2, 1, start=SoupState(w.clone(), torch.arange(2), 2, 0), attacking_rate=1.0)
+    child = REP.apply(w.flip(0), w)  # two particles attack each other: b <- N_a(b), no training
+    assert torch.allclose(soup.state.weights, child)
+    expected = (child.double() - w.flip(0).double()).norm(dim=1).float()  # to the attacker as it was
+    assert torch.equal(rec.phylogeny.parent_distance[2:], expected)
+
+
 def test_recorder_of_a_soup_sharded_over_two_processes_equals_one_process():
     kw = dict(seed=2, attacking_rate=0.3, learn_from_rate=0.3, learn_from_severity=1, train=1, lr=0.5)
     one = LineageRecorder()
