@@ -94,6 +94,25 @@ def test_a_single_living_lineage_is_its_own_mrca():
     assert ph.living.tolist() == [2, 3] and mrca(ph) == 2 and lineage_metrics(ph)["mrca_depth"] == 1
 
 
+@pytest.mark.parametrize("respawn", [0.0, 0.1])
+def test_the_pruned_tree_kept_while_recording_equals_the_walk_from_scratch(respawn):
+    g = torch.Generator().manual_seed(3)
+    P, next_id, takeovers = 9, 9, 0
+    ph = Phylogeny(torch.arange(P))
+    for t in range(60):  # random attacks (some slots attacked and respawned at once), respawns, learn_from
+        attack = torch.where(torch.rand(P, generator=g) < 0.3, torch.randint(P, (P,), generator=g), -1)
+        dead = torch.rand(P, generator=g) < respawn
+        ids = ph.particle[ph.living].clone()
+        ids[dead] = next_id + torch.arange(int(dead.sum()))
+        next_id += int(dead.sum())
+        ph.record_generation(attack, dead, ids, torch.where(torch.rand(P, generator=g) < 0.3, 0, -1))
+        assert str(ph.metrics()) == str(lineage_metrics(ph))  # NaN-safe equality of every metric
+        assert torch.equal(ph._tree["in_tree"][: ph.size], extant_ancestry(ph)) and ph.mrca() == mrca(ph)
+        takeovers += mrca(ph) >= 0
+    assert str(Phylogeny.from_state_dict(ph.state_dict()).metrics()) == str(ph.metrics())
+    assert takeovers > 0 or respawn  # without respawns one lineage takes over: the walk down is exercised
+
+
 def test_csv_follows_the_alife_standard_and_state_dict_round_trips():
     ph = chain()
     lines = ph.to_csv().splitlines()
@@ -134,6 +153,16 @@ def test_recorder_on_a_soup_records_every_attack_and_respawn_as_a_birth():
     assert torch.equal(ph.particle[ph.living], soup.state.ids)  # each living genome sits in its particle
     attack = ph.cause == CAUSES.index("attack")
     assert bool(torch.isfinite(ph.parent_distance[attack & (ph.destruction != ph.origin)]).all())
+
+
+def test_parent_distance_is_to_the_attackers_genome_at_the_generations_start():
+    w = genomes(2)
+    rec = LineageRecorder()
+    soup = drive(REP, [rec], 2, 1, start=SoupState(w.clone(), torch.arange(2), 2, 0), attacking_rate=1.0)
+    child = REP.apply(w.flip(0), w)  # two particles attack each other: b <- N_a(b), no training
+    assert torch.allclose(soup.state.weights, child)
+    expected = (child.double() - w.flip(0).double()).norm(dim=1).float()  # to the attacker as it was
+    assert torch.equal(rec.phylogeny.parent_distance[2:], expected)
 
 
 def test_recorder_of_a_soup_sharded_over_two_processes_equals_one_process():

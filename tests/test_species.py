@@ -8,7 +8,8 @@ import torch
 from nsr.callbacks import SpeciesMonitor, muller_figure
 from nsr.replicators import Weightwise
 from nsr.species import (SpeciesRegistry, abundances, dbscan_keys, diversity, function_keys, genome_keys,
-                         higher_order_entropy, pairwise_distance, quantise_bytes, sample_indices, sample_pairs)
+                         higher_order_entropy, pairwise_distance, quantise_bytes, sample_indices, sample_pairs,
+                         sampled_diversity)
 from soup_harness import drive, drive_sharded
 
 REP = Weightwise()
@@ -64,8 +65,31 @@ def test_small_soups_use_every_pair_and_large_ones_distinct_keyed_pairs():
     p = sample_pairs(1000, 500, seed=1, time=4)
     assert p.shape == (500, 2) and bool((p[:, 0] != p[:, 1]).all()) and int(p.max()) < 1000
     assert torch.equal(p, sample_pairs(1000, 500, seed=1, time=4)) and not torch.equal(p, sample_pairs(1000, 500, seed=1, time=5))
-    s = sample_indices(1000, 100, seed=1, time=4)
-    assert s.numel() == 100 and s.unique().numel() == 100 and bool((s[1:] > s[:-1]).all())
+    for size in (1000, 10**7):  # dense (a permutation) and sparse (first distinct keyed draws)
+        s = sample_indices(size, 100, seed=1, time=4)
+        assert s.numel() == 100 and s.unique().numel() == 100 and bool((s[1:] > s[:-1]).all()) and int(s.max()) < size
+        assert torch.equal(s, sample_indices(size, 100, seed=1, time=4))
+        assert not torch.equal(s, sample_indices(size, 100, seed=1, time=5))
+
+
+def test_a_sparse_keyed_sample_is_uniform_over_the_particles():
+    hits = torch.cat([sample_indices(100_000, 500, seed=0, time=t) for t in range(200)]) // 10_000  # [10^5] in 10 bins
+    share = torch.bincount(hits, minlength=10).double() / hits.numel()
+    assert bool(((share - 0.1).abs() < 0.006).all())  # 6 standard errors of a bin's share
+
+
+def test_sampled_diversity_is_exact_with_every_particle_and_its_errors_match_the_spread_of_samples():
+    species = torch.repeat_interleave(torch.arange(4), torch.tensor([5000, 3000, 1500, 500]))  # shares .5 .3 .15 .05
+    whole = sampled_diversity(abundances(species), 10_000)
+    assert whole["sampled"] == 10_000 and whole["shannon_se"] == whole["simpson_se"] == whole["largest_share_se"] == 0
+    assert whole["shannon"] == pytest.approx(diversity(abundances(species))["shannon"])
+    runs = [sampled_diversity(abundances(species[sample_indices(10_000, 400, seed=0, time=t)]), 10_000)
+            for t in range(300)]
+    for key in ("shannon", "simpson", "largest_share"):
+        values = torch.tensor([r[key] for r in runs], dtype=torch.float64)
+        se = torch.tensor([r[key + "_se"] for r in runs]).mean()
+        assert float(values.std()) == pytest.approx(float(se), rel=0.2)  # the stated error is the real spread
+        assert float(values.mean()) == pytest.approx(whole[key], abs=3 * float(se) / math.sqrt(300) + 2 / 400)
 
 
 def test_pairwise_distance_of_three_genomes_is_the_mean_of_the_hand_computed_distances():
@@ -98,13 +122,23 @@ def test_monitor_on_a_soup_of_identical_copies_sees_one_species_with_zero_spread
 
 def test_monitor_of_a_soup_sharded_over_two_processes_equals_one_process():
     kw = dict(seed=4, attacking_rate=0.3, learn_from_rate=0.3, train=1, lr=0.5)
-    make = lambda: [SpeciesMonitor(by="function", tolerance=0.05, max_pairs=20, max_entropy_particles=7)]  # noqa: E731
+    make = lambda: [SpeciesMonitor(by="function", tolerance=0.05, max_pairs=20, max_entropy_particles=7,  # noqa: E731
+                                   max_species_particles=9)]  # species of a keyed sample of 9 of the 13
     one = make()[0]
     drive(REP, [one], 13, 4, **kw)
     for (two,) in drive_sharded(REP, make, 13, 4, **kw):
         assert str(two.history) == str(one.history)
         assert all(torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) for a, b in zip(two.muller, one.muller))
-    assert one.history[-1]["species"] >= 1
+    assert one.history[-1]["species"] >= 1 and one.history[-1]["sampled"] == 9 and one.history[-1]["shannon_se"] >= 0
+
+
+def test_a_sampled_monitor_keeps_the_species_id_of_a_soup_of_copies():
+    start = drive(REP, [], 5, 0).state._replace(weights=copier().repeat(5, 1))
+    mon = SpeciesMonitor(max_species_particles=3)
+    drive(REP, [mon], 5, 3, start=start, attacking_rate=1.0)
+    for row in mon.history:
+        assert row["sampled"] == 3 and row["species"] == 1 and row["largest_share"] == 1 and row["largest_share_se"] == 0
+    assert [m[1].tolist() for m in mon.muller] == [[0]] * 4 and [m[3] for m in mon.muller] == [3] * 4
 
 
 def test_muller_plot_stacks_the_chosen_species_and_the_rest():
@@ -116,7 +150,7 @@ def test_muller_plot_stacks_the_chosen_species_and_the_rest():
 
 
 @pytest.mark.parametrize("key, value", [("by", "shape"), ("tolerance", 0), ("codec", "gzip"), ("max_pairs", 0),
-                                        ("muller_species", 0), ("entropy_limit", -1.0)])
+                                        ("muller_species", 0), ("entropy_limit", -1.0), ("max_species_particles", 0)])
 def test_invalid_monitor_arguments_raise_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         SpeciesMonitor(**{key: value})

@@ -13,7 +13,10 @@ node: the particle's lineage goes on, and the node counts how often its genome l
 slot's life between respawns, a genome its content between attacks and respawns.
 
 Everything is batched over the particles of a generation; the walks over ancestors (MRCA, the pruned
-phylogeny) loop over depth levels, never over particles. Export follows the ALife Data Standards
+phylogeny) loop over depth levels, never over particles. :class:`Phylogeny` also keeps the phylogeny
+pruned to the living up to date as it records (a node leaves it when it is dead and has no child left
+there), so :meth:`Phylogeny.metrics` costs O(births) per generation, not O(history);
+:func:`extant_ancestry`, :func:`mrca` and :func:`lineage_metrics` compute the same from scratch. Export follows the ALife Data Standards
 phylogeny format (CSV: ``id``, ``ancestor_list`` like ``[3]`` or ``[none]``, ``origin_time``,
 ``destruction_time``; our own columns after them).
 
@@ -61,6 +64,7 @@ class Phylogeny:
         self.size = P
         self.living = torch.arange(P, dtype=torch.long)  # [P] node of every slot
         self.time = int(time)
+        self._rebuild_tree()
 
     # ---- columns ------------------------------------------------------------------------------
     def __getattr__(self, name):
@@ -75,10 +79,11 @@ class Phylogeny:
         cap = self._cols["ancestor"].shape[0]
         if need > cap:
             new = max(need, 2 * cap, 16)
-            for k, v in self._cols.items():
-                grown = torch.empty(new, dtype=v.dtype)
-                grown[: self.size] = v[: self.size]
-                self._cols[k] = grown
+            for cols, make in ((self._cols, torch.empty), (self._tree, torch.zeros)):  # tree columns start at 0
+                for k, v in cols.items():
+                    grown = make(new, dtype=v.dtype)
+                    grown[: self.size] = v[: self.size]
+                    cols[k] = grown
         ids = torch.arange(self.size, need, dtype=torch.long)
         for k, v in self._cols.items():
             v[self.size:need] = values[k]
@@ -86,8 +91,103 @@ class Phylogeny:
         return ids
 
     def memory_bytes(self) -> int:
-        """Bytes held by the phylogeny's columns (allocated capacity) and the living map."""
-        return sum(v.numel() * v.element_size() for v in self._cols.values()) + self.living.numel() * 8
+        """Bytes held by the phylogeny's columns and its pruned-tree bookkeeping (allocated capacity)
+        and the living map."""
+        return (sum(v.numel() * v.element_size() for cols in (self._cols, self._tree) for v in cols.values())
+                + self.living.numel() * 8)
+
+    # ---- the phylogeny pruned to the living, kept up to date -------------------------------------------
+    def _rebuild_tree(self) -> None:
+        """The pruned-tree bookkeeping from scratch (:func:`extant_ancestry`): ``in_tree`` (the node is
+        alive or an ancestor of a living node), ``kids`` (its children in the pruned tree), ``kid_sum``
+        (the sum of their ids: the only child's id when ``kids == 1``)."""
+        cap = self._cols["ancestor"].shape[0]
+        in_tree = torch.zeros(cap, dtype=torch.bool)
+        in_tree[: self.size] = extant_ancestry(self)
+        nodes = in_tree[: self.size].nonzero()[:, 0]
+        anc = self.ancestor[nodes]
+        inner = anc >= 0
+        kids = torch.zeros(cap, dtype=torch.int32).index_add_(0, anc[inner], torch.ones_like(anc[inner], dtype=torch.int32))
+        kid_sum = torch.zeros(cap, dtype=torch.long).index_add_(0, anc[inner], nodes[inner])
+        self._tree = {"in_tree": in_tree, "kids": kids, "kid_sum": kid_sum}
+        roots = nodes[~inner]
+        self._pruned, self._roots, self._root_sum = int(nodes.numel()), int(roots.numel()), int(roots.sum())
+        depth = self.depth[self.living]
+        self._depth_sum = int(depth.sum())
+        self._depth_count = torch.bincount(depth, minlength=1)  # living genomes per lineage length
+        self._mrca = -1
+
+    def _grow_depths(self, depth: torch.Tensor, sign: int) -> None:
+        """Adds (``sign`` 1) or removes (-1) living genomes of lineage lengths ``depth`` ``[n]``."""
+        if not depth.numel():
+            return
+        top = int(depth.max()) + 1
+        if top > self._depth_count.numel():
+            self._depth_count = torch.cat([self._depth_count, self._depth_count.new_zeros(top - self._depth_count.numel())])
+        self._depth_count.index_add_(0, depth, torch.full_like(depth, sign))
+        self._depth_sum += sign * int(depth.sum())
+
+    def _prune(self, dead: torch.Tensor) -> None:
+        """Genomes ``dead`` ``[n]`` (distinct node ids) just ended: each leaves the pruned tree if it
+        has no child there, and so on up its lineage while an ancestor is dead and childless (one step
+        per depth level; every node leaves at most once, so O(births) amortised)."""
+        tree, anc, des = self._tree, self._cols["ancestor"], self._cols["destruction"]
+        gone = dead[tree["kids"][dead] == 0]
+        while gone.numel():
+            tree["in_tree"][gone] = False
+            self._pruned -= int(gone.numel())
+            up = anc[gone]
+            inner = up >= 0
+            roots = gone[~inner]
+            self._roots -= int(roots.numel())
+            self._root_sum -= int(roots.sum())
+            up, child = up[inner], gone[inner]
+            tree["kids"].index_add_(0, up, torch.full_like(up, -1, dtype=torch.int32))
+            tree["kid_sum"].index_add_(0, up, -child)
+            gone = torch.unique(up[(tree["kids"][up] == 0) & (des[up] >= 0)])  # siblings share a parent
+
+    def _adopt(self, nodes: torch.Tensor, parent: torch.Tensor) -> None:
+        """New living genomes ``nodes`` ``[n]`` (children of ``parent`` ``[n]``, -1 for a root) join the
+        pruned tree; their parents are in it already (they were alive when they gave birth)."""
+        tree = self._tree
+        tree["in_tree"][nodes] = True
+        self._pruned += int(nodes.numel())
+        inner = parent >= 0
+        p = parent[inner]
+        tree["kids"].index_add_(0, p, torch.ones_like(p, dtype=torch.int32))
+        tree["kid_sum"].index_add_(0, p, nodes[inner])
+        roots = nodes[~inner]
+        self._roots += int(roots.numel())
+        self._root_sum += int(roots.sum())
+
+    def mrca(self) -> int:
+        """:func:`mrca` from the pruned tree kept up to date: the single root, then down while a node has
+        one child and is not alive. While the root stays the same the MRCA only moves down, so the walk
+        goes on from the last one."""
+        if self._roots != 1:
+            self._mrca = -1
+            return -1
+        tree, des = self._tree, self._cols["destruction"]
+        node = self._mrca if self._mrca >= 0 and bool(tree["in_tree"][self._mrca]) else self._root_sum
+        kids, kid_sum = tree["kids"], tree["kid_sum"]
+        while int(kids[node]) == 1 and int(des[node]) >= 0:  # one step per depth level
+            node = int(kid_sum[node])
+        self._mrca = node
+        return node
+
+    def metrics(self) -> dict[str, float]:
+        """:func:`lineage_metrics` (the same values) from the bookkeeping kept up to date while
+        recording: no walk over the whole history."""
+        m = self.mrca()
+        P = self.living.numel()
+        nz = self._depth_count.nonzero()
+        return {"mrca_depth": float(self._cols["depth"][m]) if m >= 0 else math.nan,
+                "mrca_age": float(self.time - int(self._cols["origin"][m])) if m >= 0 else math.nan,
+                "length": self._depth_sum / P if P else math.nan,
+                "length_max": float(nz[-1, 0]) if P else math.nan,
+                "phylogenetic_richness": float(self._pruned),
+                "extant_taxa": float(P),  # every slot holds its own genome: the living nodes are distinct
+                "nodes": float(self.size)}
 
     # ---- one generation -------------------------------------------------------------------------
     def record_generation(self, attack_source: torch.Tensor, respawned: torch.Tensor, ids: torch.Tensor,
@@ -97,32 +197,52 @@ class Phylogeny:
         :func:`nsr.soup.generation_step`'s events): attack births (slot order), learn_from counts,
         respawn births (slot order). ``ids``: the particle ids after the generation;
         ``parent_distance`` ``[P]``: each attacked slot's distance to its attacker's genome."""
-        t = self.time + 1
         attack_source = attack_source.detach().cpu().long()
-        respawned = respawned.detach().cpu().bool()
-        ids = ids.detach().cpu().long()
-        living = self.living.clone()
         hit = (attack_source >= 0).nonzero()[:, 0]  # [A] attacked slots, ascending
-        if hit.numel():
-            parent = self.living[attack_source[hit]]  # the attackers' genomes at the start of the phase
-            old = living[hit]
-            self._cols["destruction"][old] = t
-            dist = (parent_distance.detach().cpu().float()[hit] if parent_distance is not None
-                    else torch.full((hit.numel(),), math.nan))
-            living[hit] = self._append(hit.numel(), ancestor=parent, origin=t, destruction=-1,
-                                       depth=self.depth[parent] + 1, particle=self.particle[old],
-                                       cause=CAUSES.index("attack"), parent_distance=dist, learn_from=0)
-        if learn_from_source is not None:
-            learner = (learn_from_source.detach().cpu() >= 0).nonzero()[:, 0]
-            if learner.numel():  # a node learns at most once per generation: no duplicate indices
-                self._cols["learn_from"][living[learner]] += 1
-        dead = respawned.nonzero()[:, 0]  # [R]
-        if dead.numel():
-            self._cols["destruction"][living[dead]] = t
-            living[dead] = self._append(dead.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
-                                        particle=ids[dead], cause=CAUSES.index("respawn"),
-                                        parent_distance=math.nan, learn_from=0)
-        self.living = living
+        learners = None if learn_from_source is None else (learn_from_source.detach().cpu() >= 0).nonzero()[:, 0]
+        self.record_events(hit, attack_source[hit], respawned.detach().cpu().bool().nonzero()[:, 0], ids, learners,
+                           None if parent_distance is None else parent_distance.detach().cpu()[hit])
+
+    def record_events(self, attacked: torch.Tensor, attacker: torch.Tensor, respawned: torch.Tensor, ids: torch.Tensor,
+                      learners: Optional[torch.Tensor] = None, parent_distance: Optional[torch.Tensor] = None) -> None:
+        """:meth:`record_generation` from the events as slot indices: ``attacked`` ``[A]`` (ascending)
+        and ``attacker`` ``[A]`` (the slot whose genome wrote each), ``respawned`` ``[R]`` (ascending),
+        ``learners`` ``[L]``, ``parent_distance`` ``[A]``; ``ids`` ``[P]`` the particle ids after the
+        generation. O(A + R + L) work on the phylogeny, no pass over all slots."""
+        t = self.time + 1
+        living = self.living  # updated in place (state_dict copies it)
+        cols = self._cols
+        ended = []
+        if attacked.numel():
+            parent = living[attacker]  # the attackers' genomes at the start of the phase
+            old = living[attacked]
+            cols["destruction"][old] = t
+            dist = (parent_distance.float() if parent_distance is not None
+                    else torch.full((attacked.numel(),), math.nan))
+            depth = cols["depth"][parent] + 1
+            born = self._append(attacked.numel(), ancestor=parent, origin=t, destruction=-1, depth=depth,
+                                particle=cols["particle"][old], cause=CAUSES.index("attack"), parent_distance=dist,
+                                learn_from=0)
+            self._grow_depths(cols["depth"][old], -1)
+            self._grow_depths(depth, 1)
+            living[attacked] = born
+            self._adopt(born, parent)
+            ended.append(old)
+        if learners is not None and learners.numel():  # a node learns at most once per generation
+            cols["learn_from"][living[learners]] += 1
+        if respawned.numel():
+            old = living[respawned]
+            cols["destruction"][old] = t
+            born = self._append(respawned.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
+                                particle=ids.detach().cpu().long()[respawned], cause=CAUSES.index("respawn"),
+                                parent_distance=math.nan, learn_from=0)
+            self._grow_depths(cols["depth"][old], -1)
+            self._grow_depths(torch.zeros_like(respawned), 1)
+            living[respawned] = born
+            self._adopt(born, torch.full_like(respawned, -1))
+            ended.append(old)
+        if ended:  # distinct nodes: they leave the pruned tree unless they have living descendants
+            self._prune(torch.cat(ended))
         self.time = t
 
     # ---- export -----------------------------------------------------------------------------------
@@ -130,7 +250,7 @@ class Phylogeny:
         """The phylogeny in the ALife Data Standards format: ``id,ancestor_list,origin_time,
         destruction_time`` (``inf`` while alive), then ``depth,cause,particle_id,parent_distance,
         learn_from``. ``extant_only``: only the living genomes and their ancestors."""
-        keep = extant_ancestry(self) if extant_only else torch.ones(self.size, dtype=torch.bool)
+        keep = self._tree["in_tree"][: self.size] if extant_only else torch.ones(self.size, dtype=torch.bool)
         nodes = keep.nonzero()[:, 0].tolist()
         anc, org, des = self.ancestor.tolist(), self.origin.tolist(), self.destruction.tolist()
         dep, par, cau = self.depth.tolist(), self.particle.tolist(), self.cause.tolist()
@@ -153,6 +273,7 @@ class Phylogeny:
         ph._cols = {k: state[k].clone() for k in _FIELDS}
         ph.size = int(state["ancestor"].shape[0])
         ph.living, ph.time = state["living"].clone(), int(state["time"])
+        ph._rebuild_tree()
         return ph
 
 

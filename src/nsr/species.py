@@ -35,7 +35,8 @@ import torch
 from nsr.random import splitmix64
 
 __all__ = ["genome_keys", "function_keys", "dbscan_keys", "SpeciesRegistry", "abundances", "diversity",
-           "sample_pairs", "pairwise_distance", "quantise_bytes", "higher_order_entropy", "CODECS"]
+           "sampled_diversity", "sample_pairs", "sample_indices", "pairwise_distance", "quantise_bytes",
+           "higher_order_entropy", "CODECS"]
 
 CODECS = {"zlib": lambda b: zlib.compress(b, 9), "bz2": lambda b: bz2.compress(b, 9),
           "lzma": lambda b: lzma.compress(b, preset=6)}
@@ -205,12 +206,52 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.double() - b.double()).norm(dim=1)
 
 
-def sample_indices(size: int, max_particles: int, seed: int = 0, time: int = 0) -> torch.Tensor:
-    """``LongTensor[n]``: ascending particle indices, all of them or ``max_particles`` drawn without
-    replacement keyed by (seed, time)."""
+def sample_indices(size: int, max_particles: int, seed: int = 0, time: int = 0, tag: int = 2) -> torch.Tensor:
+    """``LongTensor[n]``: ascending particle indices, all of them or a uniform random subset of
+    ``max_particles`` keyed by (seed, time, ``tag``). The subset is the first ``max_particles``
+    distinct values of a keyed stream of uniform draws (a uniform subset by symmetry), so it costs
+    O(n log n), not O(size) like a permutation."""
     if size <= max_particles:
         return torch.arange(size)
-    return torch.randperm(size, generator=_generator(seed, time, 2))[:max_particles].sort().values
+    if 2 * max_particles > size:  # dense: a permutation is as cheap
+        return torch.randperm(size, generator=_generator(seed, time, tag))[:max_particles].sort().values
+    g = _generator(seed, time, tag)
+    draws = torch.zeros(0, dtype=torch.long)
+    while True:  # expected extra draws: about max_particles^2 / (2 size); usually one round
+        extra = max_particles + max_particles * max_particles // size + 16
+        draws = torch.cat([draws, torch.randint(size, (extra,), generator=g)])
+        uniq, inv = torch.unique(draws, return_inverse=True)
+        if uniq.numel() >= max_particles:
+            break
+    first = torch.full((uniq.numel(),), draws.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inv, torch.arange(draws.numel()), reduce="amin")  # first draw of each value
+    return uniq[first.argsort()[:max_particles]].sort().values
+
+
+def sampled_diversity(counts: torch.Tensor, size: int, sampled: Optional[int] = None) -> dict[str, float]:
+    """:func:`diversity` of species abundances ``counts`` ``[S]`` counted on a uniform random sample
+    of ``sampled`` (default ``counts.sum()``) of ``size`` particles (n = ``counts.sum()`` of them have
+    a species), with ``sampled`` and the standard errors of
+    the estimates (``shannon_se``, ``simpson_se``, ``largest_share_se``): delta-method variances of
+    a multinomial sample of n (Var p = p(1-p)/n; Var sum p^2 = 4 (sum p^3 - (sum p^2)^2)/n;
+    Var H = (sum p ln^2 p - H^2)/n) times the finite-population correction (size - n)/(size - 1),
+    so they are 0 when every particle is counted. ``species`` is the richness of the sample, a lower
+    bound of the soup's."""
+    out = diversity(counts)
+    n = int(counts.sum())
+    sampled = n if sampled is None else int(sampled)
+    out["sampled"] = float(sampled)
+    if n == 0:
+        return {**out, "shannon_se": math.nan, "simpson_se": math.nan, "largest_share_se": math.nan}
+    fpc = (size - sampled) / (size - 1) if size > 1 else 0.0
+    p = counts.double() / n
+    lp = p.log()
+    h, s2 = -float((p * lp).sum()), float((p * p).sum())
+    var = {"shannon_se": max(float((p * lp * lp).sum()) - h * h, 0.0),
+           "simpson_se": max(4 * (float((p ** 3).sum()) - s2 * s2), 0.0),
+           "largest_share_se": out["largest_share"] * (1 - out["largest_share"])}
+    out.update({k: math.sqrt(v / n * max(fpc, 0.0)) for k, v in var.items()})
+    return out
 
 
 def quantise_bytes(w: torch.Tensor, limit: float = 2.0) -> torch.Tensor:

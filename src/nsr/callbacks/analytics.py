@@ -24,11 +24,11 @@ from lightning.pytorch.callbacks import Callback
 
 from nsr.atomic import write_atomically
 from nsr.callbacks.logs import log_epoch_metrics, save_figure, tensorboard_writer
-from nsr.lineage import Phylogeny, lineage_metrics
+from nsr.lineage import Phylogeny
 from nsr.soup import gather_rows
-from nsr.species import (CODECS, SpeciesRegistry, abundances, dbscan_keys, diversity, function_keys, genome_keys,
-                         higher_order_entropy, pairwise_distance, probe_genomes, quantise_bytes, sample_indices,
-                         sample_pairs)
+from nsr.species import (CODECS, SpeciesRegistry, dbscan_keys, function_keys, genome_keys, higher_order_entropy,
+                         pairwise_distance, probe_genomes, quantise_bytes, sample_indices, sample_pairs,
+                         sampled_diversity)
 
 __all__ = ["LineageRecorder", "SpeciesMonitor", "muller_figure", "gather_where"]
 
@@ -43,6 +43,8 @@ def gather_where(shard, local: torch.Tensor, index: torch.Tensor) -> torch.Tenso
     """Rows ``index`` (``LongTensor[n]`` of global particle indices, the same on every process) of
     the whole population, from this process's ``local`` ``[P_local, ...]`` slice: ``[n, ...]``.
     A collective (every process calls it together); only the rows needed travel."""
+    if shard.world == 1:
+        return local.index_select(0, index.to(local.device))  # (faster than local[index] for rows)
     needed = torch.zeros(shard.size, dtype=torch.bool, device=local.device)
     needed[index] = True
     rows = gather_rows(shard, local, needed)  # [U, ...] in global index order
@@ -97,38 +99,50 @@ class LineageRecorder(Callback):
             self.phylogeny = Phylogeny(ids, time=pl_module.generation)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._prev = pl_module.population.clone()  # [P_local, W] the genomes attackers attack with
+        # [P_local, W] the genomes attackers attack with: a reference, not a copy (generation_step is a
+        # pure function: it returns new genomes and leaves these untouched)
+        self._prev = pl_module.population
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         ev, shard, w = pl_module.events, pl_module.shard, pl_module.population
         src, lf, dead = ev["attack_source"], ev["learn_from_source"], ev["respawn_mask"]
         # each attacked local particle's distance to its attacker's genome at the generation's start
         everyone = _everyone(shard, src)  # [P] (collective)
-        attacked = (everyone >= 0).nonzero()[:, 0]
-        dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
-        if attacked.numel():
-            parents = gather_where(shard, self._prev, everyone[attacked])  # [A, W]
-            mine = (src >= 0) & ~dead
-            rows = torch.searchsorted(attacked.to(w.device), mine.nonzero()[:, 0] + shard.start)
-            dist[mine] = pairwise_distance(w[mine], parents[rows]).to(dist)
-        if shard.world == 1:
-            lf_all, dead_all, dist_all = lf.cpu(), dead.cpu(), dist.cpu()
+        attacked = (everyone >= 0).nonzero()[:, 0]  # [A] global slots, ascending
+        attacker = everyone[attacked]  # [A]
+        if shard.world == 1:  # every slot is local: distances of the attacked slots only
+            lf_all, dead_all = lf.cpu(), dead.cpu()
+            dist_all = torch.full((attacked.numel(),), math.nan, dtype=torch.float64)  # [A]
+            if attacked.numel():
+                keep = ~dead[attacked]  # a child respawned in its birth generation has no distance
+                mine = attacked[keep]
+                dist_all[keep.cpu()] = pairwise_distance(w.index_select(0, mine),
+                                                         self._prev.index_select(0, attacker[keep])).cpu()
         else:
+            dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
+            if attacked.numel():
+                parents = gather_where(shard, self._prev, attacker)  # [A, W]
+                mine = (src >= 0) & ~dead
+                rows = torch.searchsorted(attacked.to(w.device), mine.nonzero()[:, 0] + shard.start)
+                dist[mine] = pairwise_distance(w[mine], parents[rows]).to(dist)
             packed = torch.stack([lf.double(), dead.double(), dist], dim=1)  # [P_local, 3]
             allp = gather_rows(shard, packed).cpu()  # [P, 3] (collective)
-            lf_all, dead_all, dist_all = allp[:, 0].long(), allp[:, 1].bool(), allp[:, 2]
-        everyone = everyone.cpu()
+            lf_all, dead_all = allp[:, 0].long(), allp[:, 1].bool()
+            dist_all = allp[:, 2][attacked.cpu()]  # [A]
+        attacked, attacker = attacked.cpu(), attacker.cpu()
         ids = pl_module.gather_particle_ids().cpu()
-        finite = torch.isfinite(dist_all)
-        t = int(pl_module.generation)
-        row = {"generation": t, "survival": float(((everyone < 0) & ~dead_all).double().mean()),
-               "births": float((everyone >= 0).sum()), "respawned": float(dead_all.sum()),
-               "parent_distance": float(dist_all[finite].mean()) if bool(finite.any()) else math.nan}
+        born = dist_all[torch.isfinite(dist_all)]
+        respawned = dead_all.nonzero()[:, 0]  # [R]
+        t, P = int(pl_module.generation), int(everyone.numel())
+        n_hit_dead = int(dead_all[attacked].sum()) if attacked.numel() else 0
+        row = {"generation": t, "survival": (P - attacked.numel() - respawned.numel() + n_hit_dead) / P if P else math.nan,
+               "births": float(attacked.numel()), "respawned": float(respawned.numel()),
+               "parent_distance": float(born.mean()) if born.numel() else math.nan}
         if self.phylogeny is not None:
-            self.phylogeny.record_generation(everyone, dead_all, ids, lf_all, dist_all)
+            self.phylogeny.record_events(attacked, attacker, respawned, ids, (lf_all >= 0).nonzero()[:, 0], dist_all)
             last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
             if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
-                row.update(lineage_metrics(self.phylogeny))
+                row.update(self.phylogeny.metrics())
         self.history.append(row)
         metrics = {f"soup/{k}": row[k] for k in ("survival", "births", "parent_distance")}
         metrics.update({f"lineage/{k}": v for k, v in row.items() if k not in metrics and k not in
@@ -160,7 +174,10 @@ class SpeciesMonitor(Callback):
     grid, ``function`` grid on ``probes`` fixed probe genomes, or ``dbscan`` for small soups; within
     ``tolerance``) with ids stable across generations, and the scalars ``soup/species`` (richness),
     ``soup/shannon``, ``soup/simpson`` (Gini-Simpson), ``soup/largest_share``,
-    ``soup/species_survival`` (share of the previous record's species still present),
+    ``soup/species_survival`` (share of the previous record's species still present); in soups of
+    more than ``max_species_particles`` these are measured on that many particles, a uniform sample
+    keyed by (seed, generation), with ``soup/sampled`` and the standard errors ``soup/shannon_se``,
+    ``soup/simpson_se``, ``soup/largest_share_se`` (0 when every particle counts);
     ``soup/pairwise_distance`` (mean L2 genome distance over all pairs, or ``max_pairs`` sampled
     pairs), ``soup/entropy_per_byte``, ``soup/compressed_bits_per_byte``, ``soup/higher_order_entropy``
     (genomes quantised to bytes over [-entropy_limit, entropy_limit], at most ``max_entropy_particles``
@@ -171,7 +188,7 @@ class SpeciesMonitor(Callback):
     def __init__(self, by: str = "genome", tolerance: float = 1e-2, every_n_epochs: int = 1, max_pairs: int = 4096,
                  max_entropy_particles: int = 16384, entropy_limit: float = 2.0, codec: str = "zlib",
                  muller_species: int = 12, forget_after: Optional[int] = 2, probes: int = 2, seed: int = 0,
-                 write_csv: bool = True):
+                 write_csv: bool = True, max_species_particles: int = 16384):
         if by not in ("genome", "function", "dbscan"):
             raise ValueError(f"by must be genome, function or dbscan, got {by!r}")
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0 or not math.isfinite(tolerance):
@@ -186,6 +203,7 @@ class SpeciesMonitor(Callback):
         self.every_n_epochs = _check_int("every_n_epochs", every_n_epochs)
         self.max_pairs = _check_int("max_pairs", max_pairs)
         self.max_entropy_particles = _check_int("max_entropy_particles", max_entropy_particles)
+        self.max_species_particles = _check_int("max_species_particles", max_species_particles)
         self.muller_species = _check_int("muller_species", muller_species)
         self.probes, self.seed = _check_int("probes", probes), _check_int("seed", seed, 0)
         self.write_csv = bool(write_csv)
@@ -195,25 +213,36 @@ class SpeciesMonitor(Callback):
         self._last_species: Optional[torch.Tensor] = None
         self._probes = None
 
-    def species_keys(self, pl_module) -> torch.Tensor:
-        """``LongTensor[P]``: the species key of every particle of the whole soup (a collective)."""
+    def species_keys(self, pl_module, sample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``LongTensor[P]``: the species key of every particle of the whole soup, or ``[n]`` of the
+        particles ``sample`` (global indices, the same on every process). A collective."""
         shard, w = pl_module.shard, pl_module.population
+        if sample is not None:
+            w = gather_where(shard, w, sample.to(w.device))  # [n, W] on every process
+        elif self.by == "dbscan":
+            w = pl_module.gather_population()
         if self.by == "dbscan":
-            return dbscan_keys(pl_module.gather_population().cpu(), self.tolerance)
+            return dbscan_keys(w.cpu(), self.tolerance)
         if self.by == "function":
             if self._probes is None:
                 self._probes = probe_genomes(pl_module.replicator, self.probes, self.seed)
             keys = function_keys(pl_module.replicator, w, self._probes, self.tolerance)
         else:
             keys = genome_keys(w, self.tolerance)
-        return _everyone(shard, keys).cpu()
+        return keys.cpu() if sample is not None else _everyone(shard, keys).cpu()
 
     def measure(self, pl_module) -> dict[str, float]:
         """This generation's species and diversity scalars (a collective: every rank calls it)."""
         shard, w, t = pl_module.shard, pl_module.population, int(pl_module.generation)
-        species = self.registry.assign(self.species_keys(pl_module), t)  # [P]
+        P = shard.size
+        entropy_sample = sample_indices(P, self.max_entropy_particles, self.seed, t)
+        sample = None  # the species of every particle, or of a keyed sample (the entropy's, when as large)
+        if P > self.max_species_particles:
+            sample = (entropy_sample if self.max_species_particles == self.max_entropy_particles
+                      else sample_indices(P, self.max_species_particles, self.seed, t, tag=3))
+        species = self.registry.assign(self.species_keys(pl_module, sample), t)  # [P] or [n]
         ids, counts = self.registry.present  # [S] each
-        row = {"generation": t, **diversity(counts)}
+        row = {"generation": t, **sampled_diversity(counts, P, int(species.numel()))}
         prev = self._last_species
         if prev is not None and prev.numel() and ids.numel():
             srt = ids.sort().values
@@ -229,8 +258,7 @@ class SpeciesMonitor(Callback):
             row["pairwise_distance"] = float(d.mean()) if d.numel() else math.nan
         else:
             row["pairwise_distance"] = math.nan
-        sample = sample_indices(shard.size, self.max_entropy_particles, self.seed, t)
-        data = quantise_bytes(gather_where(shard, w, sample.to(w.device)), self.entropy_limit)
+        data = quantise_bytes(gather_where(shard, w, entropy_sample.to(w.device)), self.entropy_limit)
         row.update(higher_order_entropy(data, self.codec))
         top = counts.argsort(descending=True, stable=True)[: 4 * self.muller_species]
         self.muller.append((t, ids[top].clone(), counts[top].clone(), int(species.numel())))
