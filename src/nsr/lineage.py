@@ -132,11 +132,11 @@ class Phylogeny:
         has no child there, and so on up its lineage while an ancestor is dead and childless (one step
         per depth level; every node leaves at most once, so O(births) amortised)."""
         tree, anc, des = self._tree, self._cols["ancestor"], self._cols["destruction"]
-        gone = dead[tree["kids"][dead] == 0]
+        gone = dead[tree["kids"].index_select(0, dead) == 0]
         while gone.numel():
-            tree["in_tree"][gone] = False
+            tree["in_tree"].index_fill_(0, gone, False)
             self._pruned -= int(gone.numel())
-            up = anc[gone]
+            up = anc.index_select(0, gone)
             inner = up >= 0
             roots = gone[~inner]
             self._roots -= int(roots.numel())
@@ -144,21 +144,21 @@ class Phylogeny:
             up, child = up[inner], gone[inner]
             tree["kids"].index_add_(0, up, torch.full_like(up, -1, dtype=torch.int32))
             tree["kid_sum"].index_add_(0, up, -child)
-            gone = torch.unique(up[(tree["kids"][up] == 0) & (des[up] >= 0)])  # siblings share a parent
+            gone = torch.unique(up[(tree["kids"].index_select(0, up) == 0) & (des.index_select(0, up) >= 0)])  # siblings share a parent
 
-    def _adopt(self, nodes: torch.Tensor, parent: torch.Tensor) -> None:
-        """New living genomes ``nodes`` ``[n]`` (children of ``parent`` ``[n]``, -1 for a root) join the
+    def _adopt(self, nodes: torch.Tensor, parent: Optional[torch.Tensor]) -> None:
+        """New living genomes ``nodes`` ``[n]`` (children of ``parent`` ``[n]``, None: roots) join the
         pruned tree; their parents are in it already (they were alive when they gave birth)."""
         tree = self._tree
-        tree["in_tree"][nodes] = True
+        tree["in_tree"].index_fill_(0, nodes, True)
         self._pruned += int(nodes.numel())
-        inner = parent >= 0
-        p = parent[inner]
-        tree["kids"].index_add_(0, p, torch.ones_like(p, dtype=torch.int32))
-        tree["kid_sum"].index_add_(0, p, nodes[inner])
-        roots = nodes[~inner]
-        self._roots += int(roots.numel())
-        self._root_sum += int(roots.sum())
+        if parent is None:  # all roots
+            self._roots += int(nodes.numel())
+            self._root_sum += int(nodes.sum())
+            return
+        # attack births: every parent is a node (index_add_ on int32/int64 columns: one pass each)
+        tree["kids"].index_add_(0, parent, torch.ones(parent.numel(), dtype=torch.int32))
+        tree["kid_sum"].index_add_(0, parent, nodes)
 
     def mrca(self) -> int:
         """:func:`mrca` from the pruned tree kept up to date: the single root, then down while a node has
@@ -213,33 +213,35 @@ class Phylogeny:
         living = self.living  # updated in place (state_dict copies it)
         cols = self._cols
         ended = []
+        # (index_select / index_copy_ / index_fill_ / index_add_: the cheapest random-access passes)
         if attacked.numel():
-            parent = living[attacker]  # the attackers' genomes at the start of the phase
-            old = living[attacked]
-            cols["destruction"][old] = t
+            parent = living.index_select(0, attacker)  # the attackers' genomes at the start of the phase
+            old = living.index_select(0, attacked)
+            cols["destruction"].index_fill_(0, old, t)
             dist = (parent_distance.float() if parent_distance is not None
                     else torch.full((attacked.numel(),), math.nan))
-            depth = cols["depth"][parent] + 1
+            depth = cols["depth"].index_select(0, parent) + 1
             born = self._append(attacked.numel(), ancestor=parent, origin=t, destruction=-1, depth=depth,
-                                particle=cols["particle"][old], cause=CAUSES.index("attack"), parent_distance=dist,
-                                learn_from=0)
-            self._grow_depths(cols["depth"][old], -1)
+                                particle=cols["particle"].index_select(0, old), cause=CAUSES.index("attack"),
+                                parent_distance=dist, learn_from=0)
+            self._grow_depths(cols["depth"].index_select(0, old), -1)
             self._grow_depths(depth, 1)
-            living[attacked] = born
+            living.index_copy_(0, attacked, born)
             self._adopt(born, parent)
             ended.append(old)
         if learners is not None and learners.numel():  # a node learns at most once per generation
-            cols["learn_from"][living[learners]] += 1
+            cols["learn_from"].index_add_(0, living.index_select(0, learners),
+                                          torch.ones(learners.numel(), dtype=torch.int32))
         if respawned.numel():
-            old = living[respawned]
-            cols["destruction"][old] = t
+            old = living.index_select(0, respawned)
+            cols["destruction"].index_fill_(0, old, t)
             born = self._append(respawned.numel(), ancestor=-1, origin=t, destruction=-1, depth=0,
-                                particle=ids.detach().cpu().long()[respawned], cause=CAUSES.index("respawn"),
-                                parent_distance=math.nan, learn_from=0)
-            self._grow_depths(cols["depth"][old], -1)
+                                particle=ids.detach().cpu().long().index_select(0, respawned),
+                                cause=CAUSES.index("respawn"), parent_distance=math.nan, learn_from=0)
+            self._grow_depths(cols["depth"].index_select(0, old), -1)
             self._grow_depths(torch.zeros_like(respawned), 1)
-            living[respawned] = born
-            self._adopt(born, torch.full_like(respawned, -1))
+            living.index_copy_(0, respawned, born)
+            self._adopt(born, None)
             ended.append(old)
         if ended:  # distinct nodes: they leave the pruned tree unless they have living descendants
             self._prune(torch.cat(ended))
