@@ -35,8 +35,8 @@ import torch
 from nsr.random import splitmix64
 
 __all__ = ["genome_keys", "function_keys", "dbscan_keys", "SpeciesRegistry", "abundances", "diversity",
-           "sampled_diversity", "sample_pairs", "sample_indices", "pairwise_distance", "quantise_bytes",
-           "higher_order_entropy", "CODECS"]
+           "sampled_diversity", "sample_pairs", "sample_indices", "pairwise_distance", "gathered_distance",
+           "quantise_bytes", "higher_order_entropy", "CODECS"]
 
 CODECS = {"zlib": lambda b: zlib.compress(b, 9), "bz2": lambda b: bz2.compress(b, 9),
           "lzma": lambda b: lzma.compress(b, preset=6)}
@@ -204,6 +204,19 @@ def sample_pairs(size: int, max_pairs: int, seed: int = 0, time: int = 0) -> tor
 def pairwise_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``[M]``: L2 distance between genomes ``a[m]`` and ``b[m]`` (``[M, W]`` each)."""
     return (a.double() - b.double()).norm(dim=1)
+
+
+def gathered_distance(a: torch.Tensor, ia: torch.Tensor, b: torch.Tensor, ib: torch.Tensor,
+                      chunk: int = 2048) -> torch.Tensor:
+    """``[M]``: :func:`pairwise_distance` between genomes ``a[ia[m]]`` and ``b[ib[m]]`` (``a``, ``b``
+    ``[N, W]``; ``ia``, ``ib`` ``[M]``), the same numbers, gathered and measured ``chunk`` rows at a
+    time so the temporaries stay in cache (a loop over chunks, not particles)."""
+    out = torch.empty(ia.numel(), dtype=torch.float64, device=a.device)
+    for i in range(0, ia.numel(), chunk):
+        d = a.index_select(0, ia[i:i + chunk]).double()  # [chunk, W]
+        d.sub_(b.index_select(0, ib[i:i + chunk]))  # (b's rows promoted exactly: a.double() - b.double())
+        torch.linalg.vector_norm(d, dim=1, out=out[i:i + chunk])
+    return out
 
 
 def sample_indices(size: int, max_particles: int, seed: int = 0, time: int = 0, tag: int = 2) -> torch.Tensor:

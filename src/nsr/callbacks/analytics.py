@@ -26,8 +26,8 @@ from nsr.atomic import write_atomically
 from nsr.callbacks.logs import log_epoch_metrics, save_figure, tensorboard_writer
 from nsr.lineage import Phylogeny
 from nsr.soup import gather_rows
-from nsr.species import (CODECS, SpeciesRegistry, dbscan_keys, function_keys, genome_keys, higher_order_entropy,
-                         pairwise_distance, probe_genomes, quantise_bytes, sample_indices, sample_pairs,
+from nsr.species import (CODECS, SpeciesRegistry, dbscan_keys, function_keys, gathered_distance, genome_keys,
+                         higher_order_entropy, pairwise_distance, probe_genomes, quantise_bytes, sample_indices, sample_pairs,
                          sampled_diversity)
 
 __all__ = ["LineageRecorder", "SpeciesMonitor", "muller_figure", "gather_where"]
@@ -112,12 +112,10 @@ class LineageRecorder(Callback):
         attacker = everyone[attacked]  # [A]
         if shard.world == 1:  # every slot is local: distances of the attacked slots only
             lf_all, dead_all = lf.cpu(), dead.cpu()
-            dist_all = torch.full((attacked.numel(),), math.nan, dtype=torch.float64)  # [A]
-            if attacked.numel():
-                keep = ~dead[attacked]  # a child respawned in its birth generation has no distance
-                mine = attacked[keep]
-                dist_all[keep.cpu()] = pairwise_distance(w.index_select(0, mine),
-                                                         self._prev.index_select(0, attacker[keep])).cpu()
+            # [A] every attacked slot's distance (row-wise, so the same numbers as for the kept ones
+            # alone), then NaN where the child was respawned in its birth generation (no distance)
+            dist_all = gathered_distance(w, attacked, self._prev, attacker).cpu()
+            dist_all.masked_fill_(dead_all.index_select(0, attacked.cpu()), math.nan)
         else:
             dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
             if attacked.numel():
