@@ -113,6 +113,39 @@ def test_the_pruned_tree_kept_while_recording_equals_the_walk_from_scratch(respa
     assert takeovers > 0 or respawn  # without respawns one lineage takes over: the walk down is exercised
 
 
+def test_native_recording_writes_exactly_the_columns_of_the_torch_recording():
+    from nsr.kernels import compile_enabled, set_compile
+    from nsr.kernels.lineage import LIBRARY
+
+    def record(native):
+        g = torch.Generator().manual_seed(5)
+        P, next_id = 64, 64
+        ph = Phylogeny(torch.arange(P))  # capacity 64: growth happens while recording
+        before = compile_enabled()
+        set_compile(native)
+        try:
+            for _ in range(30):  # chains of attacks within a generation (attackers attacked), respawns
+                attack = torch.where(torch.rand(P, generator=g) < 0.4, torch.randint(P, (P,), generator=g), -1)
+                dead = torch.rand(P, generator=g) < 0.05
+                ids = ph.particle[ph.living].clone()
+                ids[dead] = next_id + torch.arange(int(dead.sum()))
+                next_id += int(dead.sum())
+                dist = torch.where(attack >= 0, torch.rand(P, generator=g, dtype=torch.float64), math.nan)
+                ph.record_generation(attack, dead, ids, torch.where(torch.rand(P, generator=g) < 0.3, 0, -1), dist)
+        finally:
+            set_compile(before)
+        return ph
+
+    native, eager = record(True), record(False)
+    assert LIBRARY.load() is not None  # the C kernel was built and used
+    for k, v in eager.state_dict().items():
+        a = native.state_dict()[k]
+        assert a == v if k == "time" else torch.equal(a.nan_to_num(-1.0), v.nan_to_num(-1.0)), k
+    assert all(torch.equal(native._tree[k][: native.size], eager._tree[k][: eager.size]) for k in eager._tree)
+    assert str(native.metrics()) == str(eager.metrics()) == str(lineage_metrics(eager))
+    assert native.to_csv() == eager.to_csv()
+
+
 def test_csv_follows_the_alife_standard_and_state_dict_round_trips():
     ph = chain()
     lines = ph.to_csv().splitlines()

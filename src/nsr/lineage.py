@@ -37,6 +37,8 @@ from typing import Optional
 
 import torch
 
+from nsr.kernels import lineage as _native
+
 __all__ = ["Phylogeny", "CAUSES", "extant_ancestry", "mrca", "lineage_metrics"]
 
 CAUSES = ("initial", "attack", "respawn")  # the event that created a node, by code
@@ -75,20 +77,27 @@ class Phylogeny:
 
     def _append(self, n: int, **values) -> torch.Tensor:
         """Room for ``n`` new nodes; fills their columns from ``values``; returns their ids ``[n]``."""
+        need = self._reserve(n)
+        ids = torch.arange(self.size, need, dtype=torch.long)
+        for k, v in self._cols.items():
+            v[self.size:need] = values[k]
+        for v in self._tree.values():  # a new node starts outside the pruned tree, childless
+            v[self.size:need] = 0
+        self.size = need
+        return ids
+
+    def _reserve(self, n: int) -> int:
+        """Capacity for ``n`` more nodes (doubling); returns ``size + n``."""
         need = self.size + n
         cap = self._cols["ancestor"].shape[0]
         if need > cap:
             new = max(need, 2 * cap, 16)
-            for cols, make in ((self._cols, torch.empty), (self._tree, torch.zeros)):  # tree columns start at 0
+            for cols in (self._cols, self._tree):  # (rows past size are written when appended: no fill)
                 for k, v in cols.items():
-                    grown = make(new, dtype=v.dtype)
+                    grown = torch.empty(new, dtype=v.dtype)
                     grown[: self.size] = v[: self.size]
                     cols[k] = grown
-        ids = torch.arange(self.size, need, dtype=torch.long)
-        for k, v in self._cols.items():
-            v[self.size:need] = values[k]
-        self.size = need
-        return ids
+        return need
 
     def memory_bytes(self) -> int:
         """Bytes held by the phylogeny's columns and its pruned-tree bookkeeping (allocated capacity)
@@ -214,7 +223,21 @@ class Phylogeny:
         cols = self._cols
         ended = []
         # (index_select / index_copy_ / index_fill_ / index_add_: the cheapest random-access passes)
-        if attacked.numel():
+        native = None
+        if attacked.numel():  # the attack births in C where the native kernels apply (the same columns)
+            dist = (parent_distance if parent_distance is not None else torch.full((attacked.numel(),), math.nan))
+            self._reserve(attacked.numel())
+            native = _native.attacks(cols, self._tree, living, self.size, t, CAUSES.index("attack"), attacked,
+                                     attacker, dist)
+        if native is not None:
+            old, old_depth = native
+            depth = cols["depth"][self.size:self.size + attacked.numel()]
+            self.size += attacked.numel()
+            self._pruned += int(attacked.numel())
+            self._grow_depths(old_depth, -1)
+            self._grow_depths(depth, 1)
+            ended.append(old)
+        elif attacked.numel():
             parent = living.index_select(0, attacker)  # the attackers' genomes at the start of the phase
             old = living.index_select(0, attacked)
             cols["destruction"].index_fill_(0, old, t)
@@ -229,7 +252,8 @@ class Phylogeny:
             living.index_copy_(0, attacked, born)
             self._adopt(born, parent)
             ended.append(old)
-        if learners is not None and learners.numel():  # a node learns at most once per generation
+        if (learners is not None and learners.numel()  # a node learns at most once per generation
+                and not _native.learners(cols["learn_from"], living, learners)):
             cols["learn_from"].index_add_(0, living.index_select(0, learners),
                                           torch.ones(learners.numel(), dtype=torch.int32))
         if respawned.numel():
