@@ -141,6 +141,12 @@ class Phylogeny:
         has no child there, and so on up its lineage while an ancestor is dead and childless (one step
         per depth level; every node leaves at most once, so O(births) amortised)."""
         tree, anc, des = self._tree, self._cols["ancestor"], self._cols["destruction"]
+        native = _native.prune(self._cols, tree, dead)  # in C where the native kernels apply (the same tree)
+        if native is not None:
+            self._pruned -= native[0]
+            self._roots -= native[1]
+            self._root_sum -= native[2]
+            return
         gone = dead[tree["kids"].index_select(0, dead) == 0]
         while gone.numel():
             tree["in_tree"].index_fill_(0, gone, False)

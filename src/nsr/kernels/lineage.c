@@ -18,10 +18,13 @@ int nsr_lineage_attacks(int64_t A, const int64_t* attacked, const int64_t* attac
     }
     for (int64_t i = 0; i < A; ++i) {
         if (i + AHEAD < A) {
-            const int64_t pa = ancestor[size + i + AHEAD];
+            const int64_t pa = ancestor[size + i + AHEAD], oa = living[attacked[i + AHEAD]];
             __builtin_prefetch(&depth[pa]);
             __builtin_prefetch(&kids[pa], 1);
             __builtin_prefetch(&kid_sum[pa], 1);
+            __builtin_prefetch(&depth[oa]);
+            __builtin_prefetch(&destruction[oa], 1);
+            __builtin_prefetch(&particle[oa]);
         }
         const int64_t n = size + i, p = ancestor[n], o = living[attacked[i]];
         old[i] = o;
@@ -50,5 +53,41 @@ int nsr_lineage_learners(int64_t L, const int64_t* learners, const int64_t* livi
         if (i + AHEAD < L) __builtin_prefetch(&learn_from[living[learners[i + AHEAD]]], 1);
         learn_from[living[learners[i]]] += 1;
     }
+    return 0;
+}
+
+/* The genomes dead[i] (distinct, just ended) leave the pruned tree when childless there, and so on up
+   their lineages while an ancestor is dead (destruction >= 0) and childless: the same nodes leave and
+   the same counts change as in the torch walk by depth levels (the set that leaves is determined;
+   counts[0..2] -= nodes that left, roots that left, the sum of those roots' ids). */
+int nsr_lineage_prune(int64_t D, const int64_t* dead, const int64_t* ancestor, const int64_t* destruction,
+                      uint8_t* in_tree, int32_t* kids, int64_t* kid_sum, int64_t* counts) {
+    int64_t left = 0, roots = 0, root_sum = 0;
+    for (int64_t i = 0; i < D; ++i) {
+        if (i + AHEAD < D) {
+            __builtin_prefetch(&kids[dead[i + AHEAD]]);
+            __builtin_prefetch(&in_tree[dead[i + AHEAD]]);
+            __builtin_prefetch(&ancestor[dead[i + AHEAD]]);
+        }
+        int64_t node = dead[i];
+        if (!in_tree[node] || kids[node] != 0) continue;
+        for (;;) { /* node leaves; then its parent, if now childless and dead */
+            in_tree[node] = 0;
+            ++left;
+            const int64_t up = ancestor[node];
+            if (up < 0) {
+                ++roots;
+                root_sum += node;
+                break;
+            }
+            kids[up] -= 1;
+            kid_sum[up] -= node;
+            if (kids[up] != 0 || destruction[up] < 0) break;
+            node = up;
+        }
+    }
+    counts[0] = left;
+    counts[1] = roots;
+    counts[2] = root_sum;
     return 0;
 }

@@ -1,4 +1,4 @@
-"""A phylogeny's births by attack and learn_from counts in C (``lineage.c``): what
+"""A phylogeny's births by attack, learn_from counts and pruning in C (``lineage.c``): what
 :meth:`nsr.lineage.Phylogeny.record_events` writes with a dozen torch passes (gathers, scatters,
 index_add_ per column, each a random access into columns of millions of nodes), in one loop per
 event list that touches every node's entries once, with prefetching. Integer bookkeeping and copied
@@ -15,6 +15,8 @@ LIBRARY = Library("lineage", ["lineage.c"], [
               cause_attack=i64, ancestor=ptr, origin=ptr, destruction=ptr, depth=ptr, particle=ptr, cause=ptr,
               parent_distance=ptr, learn_from=ptr, in_tree=ptr, kids=ptr, kid_sum=ptr, old=ptr, old_depth=ptr),
     Signature("nsr_lineage_learners", L=i64, learners=ptr, living=ptr, learn_from=ptr),
+    Signature("nsr_lineage_prune", D=i64, dead=ptr, ancestor=ptr, destruction=ptr, in_tree=ptr, kids=ptr,
+              kid_sum=ptr, counts=ptr),
 ])
 
 _TYPES = {"ancestor": torch.int64, "origin": torch.int64, "destruction": torch.int64, "depth": torch.int64,
@@ -60,4 +62,21 @@ def learners(learn_from: torch.Tensor, living: torch.Tensor, slots: torch.Tensor
     return True
 
 
-__all__ = ["LIBRARY", "attacks", "learners"]
+def prune(cols: dict, tree: dict, dead: torch.Tensor):
+    """The genomes ``dead`` ``[D]`` (distinct, just ended) leave the pruned tree as in
+    :meth:`nsr.lineage.Phylogeny._prune` (``tree`` updated in place); returns how many nodes left,
+    how many of them were roots and the sum of those roots' ids, or None where the native kernels
+    do not apply."""
+    dead = dead.to(torch.int64).contiguous()
+    columns = [cols["ancestor"], cols["destruction"], tree["in_tree"], tree["kids"], tree["kid_sum"]]
+    if any(c.dtype != _TYPES[k] for c, k in zip(columns, ("ancestor", "destruction", "in_tree", "kids", "kid_sum"))) \
+            or not _ready(dead, *columns):
+        return None
+    counts = torch.zeros(3, dtype=torch.int64)
+    LIBRARY.call("nsr_lineage_prune", D=dead.numel(), dead=dead.data_ptr(), ancestor=columns[0].data_ptr(),
+                 destruction=columns[1].data_ptr(), in_tree=columns[2].data_ptr(), kids=columns[3].data_ptr(),
+                 kid_sum=columns[4].data_ptr(), counts=counts.data_ptr())
+    return tuple(counts.tolist())
+
+
+__all__ = ["LIBRARY", "attacks", "learners", "prune"]
