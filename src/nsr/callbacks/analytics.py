@@ -109,13 +109,15 @@ class LineageRecorder(Callback):
         # each attacked local particle's distance to its attacker's genome at the generation's start
         everyone = _everyone(shard, src)  # [P] (collective)
         attacked = (everyone >= 0).nonzero()[:, 0]  # [A] global slots, ascending
-        attacker = everyone[attacked]  # [A]
+        attacker = everyone.index_select(0, attacked)  # [A]
+        hit_dead = None  # [A] attacked slots respawned in the same generation
         if shard.world == 1:  # every slot is local: distances of the attacked slots only
             lf_all, dead_all = lf.cpu(), dead.cpu()
             # [A] every attacked slot's distance (row-wise, so the same numbers as for the kept ones
             # alone), then NaN where the child was respawned in its birth generation (no distance)
             dist_all = gathered_distance(w, attacked, self._prev, attacker).cpu()
-            dist_all.masked_fill_(dead_all.index_select(0, attacked.cpu()), math.nan)
+            hit_dead = dead_all.index_select(0, attacked.cpu())
+            dist_all.masked_fill_(hit_dead, math.nan)
         else:
             dist = torch.full((w.shape[0],), math.nan, dtype=torch.float64, device=w.device)
             if attacked.numel():
@@ -132,7 +134,9 @@ class LineageRecorder(Callback):
         born = dist_all[torch.isfinite(dist_all)]
         respawned = dead_all.nonzero()[:, 0]  # [R]
         t, P = int(pl_module.generation), int(everyone.numel())
-        n_hit_dead = int(dead_all[attacked].sum()) if attacked.numel() else 0
+        if hit_dead is None:
+            hit_dead = dead_all.index_select(0, attacked)
+        n_hit_dead = int(hit_dead.sum())
         row = {"generation": t, "survival": (P - attacked.numel() - respawned.numel() + n_hit_dead) / P if P else math.nan,
                "births": float(attacked.numel()), "respawned": float(respawned.numel()),
                "parent_distance": float(born.mean()) if born.numel() else math.nan}
