@@ -146,6 +146,15 @@ def test_native_recording_writes_exactly_the_columns_of_the_torch_recording():
     assert native.to_csv() == eager.to_csv()
 
 
+def test_native_event_slots_are_torchs_nonzero_of_the_sources():
+    from nsr.kernels.lineage import nonnegative
+
+    g = torch.Generator().manual_seed(1)
+    for P, rate in ((0, 0.5), (1, 1.0), (1000, 0.0), (1000, 0.1), (1000, 1.0)):
+        src = torch.where(torch.rand(P, generator=g) < rate, torch.randint(P or 1, (P,), generator=g), -1)
+        assert torch.equal(nonnegative(src), (src >= 0).nonzero()[:, 0])
+
+
 def test_csv_follows_the_alife_standard_and_state_dict_round_trips():
     ph = chain()
     lines = ph.to_csv().splitlines()

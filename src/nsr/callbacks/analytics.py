@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback
 
 from nsr.atomic import write_atomically
 from nsr.callbacks.logs import log_epoch_metrics, save_figure, tensorboard_writer
+from nsr.kernels.lineage import nonnegative
 from nsr.lineage import Phylogeny
 from nsr.soup import gather_rows
 from nsr.species import (CODECS, SpeciesRegistry, dbscan_keys, function_keys, gathered_distance, genome_keys,
@@ -108,7 +109,7 @@ class LineageRecorder(Callback):
         src, lf, dead = ev["attack_source"], ev["learn_from_source"], ev["respawn_mask"]
         # each attacked local particle's distance to its attacker's genome at the generation's start
         everyone = _everyone(shard, src)  # [P] (collective)
-        attacked = (everyone >= 0).nonzero()[:, 0]  # [A] global slots, ascending
+        attacked = nonnegative(everyone)  # [A] global slots, ascending
         attacker = everyone.index_select(0, attacked)  # [A]
         hit_dead = None  # [A] attacked slots respawned in the same generation
         if shard.world == 1:  # every slot is local: distances of the attacked slots only
@@ -141,7 +142,7 @@ class LineageRecorder(Callback):
                "births": float(attacked.numel()), "respawned": float(respawned.numel()),
                "parent_distance": float(born.mean()) if born.numel() else math.nan}
         if self.phylogeny is not None:
-            self.phylogeny.record_events(attacked, attacker, respawned, ids, (lf_all >= 0).nonzero()[:, 0], dist_all)
+            self.phylogeny.record_events(attacked, attacker, respawned, ids, nonnegative(lf_all), dist_all)
             last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
             if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
                 row.update(self.phylogeny.metrics())

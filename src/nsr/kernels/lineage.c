@@ -91,3 +91,15 @@ int nsr_lineage_prune(int64_t D, const int64_t* dead, const int64_t* ancestor, c
     counts[2] = root_sum;
     return 0;
 }
+
+/* out[0 .. count - 1] = the indices p < P with source[p] >= 0, ascending (torch's
+   (source >= 0).nonzero() in one pass); returns count in counts[0]. */
+int nsr_lineage_nonnegative(int64_t P, const int64_t* source, int64_t* out, int64_t* counts) {
+    int64_t n = 0;
+    for (int64_t p = 0; p < P; ++p) {
+        out[n] = p;
+        n += source[p] >= 0;
+    }
+    counts[0] = n;
+    return 0;
+}

@@ -17,6 +17,7 @@ LIBRARY = Library("lineage", ["lineage.c"], [
     Signature("nsr_lineage_learners", L=i64, learners=ptr, living=ptr, learn_from=ptr),
     Signature("nsr_lineage_prune", D=i64, dead=ptr, ancestor=ptr, destruction=ptr, in_tree=ptr, kids=ptr,
               kid_sum=ptr, counts=ptr),
+    Signature("nsr_lineage_nonnegative", P=i64, source=ptr, out=ptr, counts=ptr),
 ])
 
 _TYPES = {"ancestor": torch.int64, "origin": torch.int64, "destruction": torch.int64, "depth": torch.int64,
@@ -79,4 +80,15 @@ def prune(cols: dict, tree: dict, dead: torch.Tensor):
     return tuple(counts.tolist())
 
 
-__all__ = ["LIBRARY", "attacks", "learners", "prune"]
+def nonnegative(source: torch.Tensor) -> torch.Tensor:
+    """``LongTensor[n]``: ``(source >= 0).nonzero()[:, 0]`` for a ``[P]`` int64 tensor of event
+    sources (-1: none), in one pass where the native kernels apply, else in torch."""
+    if source.dim() != 1 or source.dtype != torch.int64 or not _ready(source):
+        return (source >= 0).nonzero()[:, 0]
+    out, counts = torch.empty(source.numel() + 1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    LIBRARY.call("nsr_lineage_nonnegative", P=source.numel(), source=source.data_ptr(), out=out.data_ptr(),
+                 counts=counts.data_ptr())
+    return out[: int(counts[0])]
+
+
+__all__ = ["LIBRARY", "attacks", "learners", "nonnegative", "prune"]
