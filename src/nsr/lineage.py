@@ -159,7 +159,8 @@ class Phylogeny:
             up, child = up[inner], gone[inner]
             tree["kids"].index_add_(0, up, torch.full_like(up, -1, dtype=torch.int32))
             tree["kid_sum"].index_add_(0, up, -child)
-            gone = torch.unique(up[(tree["kids"].index_select(0, up) == 0) & (des.index_select(0, up) >= 0)])  # siblings share a parent
+            childless = (tree["kids"].index_select(0, up) == 0) & (des.index_select(0, up) >= 0)
+            gone = torch.unique(up[childless])  # siblings share a parent
 
     def _adopt(self, nodes: torch.Tensor, parent: Optional[torch.Tensor]) -> None:
         """New living genomes ``nodes`` ``[n]`` (children of ``parent`` ``[n]``, None: roots) join the

@@ -28,8 +28,8 @@ from nsr.kernels.lineage import nonnegative
 from nsr.lineage import Phylogeny
 from nsr.soup import gather_rows
 from nsr.species import (CODECS, SpeciesRegistry, dbscan_keys, function_keys, gathered_distance, genome_keys,
-                         higher_order_entropy, pairwise_distance, probe_genomes, quantise_bytes, sample_indices, sample_pairs,
-                         sampled_diversity)
+                         higher_order_entropy, pairwise_distance, probe_genomes, quantise_bytes, sample_indices,
+                         sample_pairs, sampled_diversity)
 
 __all__ = ["LineageRecorder", "SpeciesMonitor", "muller_figure", "gather_where"]
 
