@@ -80,12 +80,7 @@ class Particle(Replicator):
             h = activate(self.activation, torch.bmm(h, K))  # [P, S, out]
         return h
 
-    def apply(self, a, b, generator=None):
-        self.check_weights(a, "a")
-        self.check_weights(b, "b")
-        if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return self.forward(a, self.encode(b))[:, :, 0]
+    # apply (self-application): Replicator's default, the outputs on the genome's samples, one per weight
 
     def transmit(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``[B, P]``: particle p's output on the host signal ``s[:, p]`` (``s`` ``[B, P]``), i.e.

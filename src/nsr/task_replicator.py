@@ -81,13 +81,7 @@ class TaskWeightwise(Replicator):
         h = self._hidden(torch.bmm(x, Ks[0][:, :REPLICATION_INPUTS]), w)
         return activate(self.activation, torch.bmm(h, Ks[-1][:, :, :1]))  # [P, S, 1]
 
-    def apply(self, a, b, generator=None):
-        """``[P, W]``: network ``a[i]`` applied to genome ``b[i]`` on the replication interface."""
-        self.check_weights(a, "a")
-        self.check_weights(b, "b")
-        if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a and b must hold the same number of particles, got {a.shape[0]} and {b.shape[0]}")
-        return self.forward(a, self.encode(b))[:, :, 0]
+    # apply (self-application): Replicator's default, the outputs on the genome's samples, one per weight
 
     # ---- the task interface ----------------------------------------------------------------------
     def task_forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
