@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from nsr.replicators import Replicator
-from nsr.replicators.weightwise import position_ids
+from nsr.replicators.weightwise import position_ids, weightwise_inputs
 from nsr.replicators.base import ACTIVATIONS, activate, check_choice, check_positive_int
 
 REPLICATION_INPUTS = 4  # w_k, layer_id, cell_id, weight_id
@@ -59,9 +59,7 @@ class TaskWeightwise(Replicator):
 
     def encode(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, W, 4]`` replication inputs asking for every weight of genomes ``b`` ``[P, W]``."""
-        P, W = b.shape
-        ids = self.identifiers(b.device).to(b.dtype)
-        return torch.cat([b[:, :, None], ids[None].expand(P, W, 3)], dim=2)
+        return weightwise_inputs(b, self.shapes)
 
     def samples(self, w):
         self.check_weights(w)

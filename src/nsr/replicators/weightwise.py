@@ -34,9 +34,7 @@ class Weightwise(MLPReplicator):
 
     def encode(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, W, 4]`` inputs that ask for every weight of genomes ``b`` ``[P, W]``."""
-        P, W = b.shape
-        ids = self.identifiers(b.device).to(b.dtype)
-        return torch.cat([b[:, :, None], ids[None].expand(P, W, 3)], dim=2)
+        return weightwise_inputs(b, self.shapes)
 
     def samples(self, w):
         self.check_weights(w)
@@ -66,6 +64,14 @@ def position_ids(shapes, device=None) -> torch.Tensor:
                 for layer, (i, o) in enumerate(shapes) for cell in range(i) for weight in range(o)]
         _POSITION_IDS[key] = torch.tensor(rows, dtype=torch.float32, device=device)
     return _POSITION_IDS[key]
+
+
+def weightwise_inputs(b: torch.Tensor, shapes) -> torch.Tensor:
+    """``[P, W, 4]``: the weightwise encoding (w_k, layer_id, cell_id, weight_id) of every weight of
+    genomes ``b`` ``[P, W]`` laid out as kernels ``shapes``: the inputs that ask a network for them."""
+    P, W = b.shape
+    ids = position_ids(shapes, b.device).to(b.dtype)
+    return torch.cat([b[:, :, None], ids[None].expand(P, W, 3)], dim=2)
 
 
 def _norm(value: int, largest: int) -> float:
