@@ -6,13 +6,9 @@ count; the logged scalars equal the one-process values. Every sharded run is a s
 timeout (its process group is killed if it hangs), so no orphaned rank outlives a failing test."""
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
+from launch import launch_nsr
 import torch
 from conftest import config, nsr_checkpoint, scalars, shrunk
 
@@ -29,26 +25,12 @@ P = 7  # 3 + 4 particles on two ranks, 2 + 2 + 3 on three
 QUIET = ("--trainer.enable_progress_bar", "false")
 # momentum (its buffers are sharded and must survive the change of device count) and validation
 RUN = ("--model.init_args.momentum", "0.9", "--model.init_args.seed", "7", "--trainer.check_val_every_n_epoch", "2", *QUIET)
-DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def nsr_fit(cwd, args, devices, timeout=300):
-    """``nsr ARGS --trainer.devices N`` in ``cwd`` as a subprocess (Lightning's launcher starts the
-    other ranks); returns the newest run folder."""
-    script = os.path.join(os.path.dirname(sys.executable), "nsr")  # Lightning relaunches the ranks with the same argv
-    cmd = [script if os.path.exists(script) else shutil.which("nsr"), *map(str, args), "--trainer.devices", str(devices)]
-    env = {k: v for k, v in os.environ.items() if k not in DDP_VARIABLES}  # a fresh launch, not a rank of another
-    env.update(OMP_NUM_THREADS="1")
-    os.makedirs(cwd, exist_ok=True)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # rank 0 and the ranks it launched
-        _, err = proc.communicate()
-        pytest.fail(f"nsr {' '.join(map(str, args))} on {devices} devices did not finish in {timeout} s:\n{err[-2000:]}")
-    assert proc.returncode == 0, err[-3000:]
+    """``nsr ARGS --trainer.devices N`` in ``cwd`` as a subprocess; returns the newest run folder and stdout."""
+    status, out, err = launch_nsr(cwd, args, devices, timeout)
+    assert status == 0, err[-3000:]
     runs = sorted((cwd / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     return runs[-1], out
 

@@ -3,13 +3,9 @@ gloo processes: the same phylogeny, lineage and species files, and the TensorBoa
 plot. Every run is a subprocess with a timeout (its process group is killed if it hangs)."""
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
+from launch import launch_nsr
 
 from conftest import config
 
@@ -19,26 +15,12 @@ pytestmark = pytest.mark.slow
 SOUP = ["--model.init_args.size", "21", "--model.init_args.attacking_rate", "0.3", "--model.init_args.learn_from_rate",
         "0.2", "--model.init_args.learn_from_severity", "2", "--model.init_args.train", "2", "--model.init_args.lr", "0.3",
         "--trainer.max_epochs", "6", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
-DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK", "MASTER_ADDR", "MASTER_PORT")
 FILES = ("phylogeny.csv", "lineage.csv", "species.csv")
 
 
 def nsr_fit(cwd, devices, timeout=240):
-    script = os.path.join(os.path.dirname(sys.executable), "nsr")
-    cmd = [script if os.path.exists(script) else shutil.which("nsr"), "fit", "--config", config("soup_analytics"),
-           *SOUP, "--trainer.devices", str(devices)]
-    env = {k: v for k, v in os.environ.items() if k not in DDP_VARIABLES}
-    env["OMP_NUM_THREADS"] = "1"
-    os.makedirs(cwd, exist_ok=True)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"nsr fit on {devices} devices did not finish in {timeout} s:\n{err[-2000:]}")
-    assert proc.returncode == 0, err[-3000:]
+    status, _, err = launch_nsr(cwd, ["fit", "--config", config("soup_analytics"), *SOUP], devices, timeout)
+    assert status == 0, err[-3000:]
     return cwd / "lightning_logs" / "version_0"
 
 

@@ -4,13 +4,11 @@ orphaned rank outlives a failing test."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from launch import launch_nsr
 import torch
 
 from conftest import config
@@ -25,7 +23,6 @@ SOUP = ["--model.init_args.size", "21", "--model.init_args.attacking_rate", "0.2
 
 # set by Lightning's launcher in the process that launched ranks; a child that sees LOCAL_RANK believes
 # it is one of the ranks and waits for the others
-DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK", "MASTER_ADDR", "MASTER_PORT")
 
 KILLER = textwrap.dedent('''
     import os, signal
@@ -43,21 +40,8 @@ KILLER = textwrap.dedent('''
 
 def nsr_fit(cwd, *args, devices=1, timeout=300):
     """``nsr fit --config configs/soup.yaml`` shrunk, in ``cwd``, as a subprocess; returns (status, stderr)."""
-    script = os.path.join(os.path.dirname(sys.executable), "nsr")  # Lightning relaunches rank 1 with the same argv
-    cmd = [script if os.path.exists(script) else shutil.which("nsr"), "fit", "--config", config("soup"), *SOUP,
-           "--trainer.devices", str(devices), *args]
-    env = {k: v for k, v in os.environ.items() if k not in DDP_VARIABLES}  # a fresh launch, not a rank of another
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")]))
-    os.makedirs(cwd, exist_ok=True)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # rank 0 and the rank it launched
-        _, err = proc.communicate()
-        pytest.fail(f"nsr fit {' '.join(args)} on {devices} devices did not finish in {timeout} s:\n{err[-2000:]}")
-    return proc.returncode, err
+    status, _, err = launch_nsr(cwd, ["fit", "--config", config("soup"), *SOUP, *args], devices, timeout, pythonpath=cwd)
+    return status, err
 
 
 def last_ckpt(cwd):
