@@ -31,6 +31,20 @@ def epoch_samples(module) -> tuple[torch.Tensor, torch.Tensor]:
     return module.replicator.samples(w)
 
 
+class EpochBatches:
+    """The train loader: one batch per epoch, ``recipe``. Lightning iterates any iterable; a
+    DataLoader's iterator costs more to make every epoch than a small population's epoch of training."""
+
+    def __init__(self, recipe: dict):
+        self.recipe = recipe
+
+    def __iter__(self):
+        yield self.recipe
+
+    def __len__(self) -> int:
+        return 1
+
+
 class SelfReplicationDataModule(L.LightningDataModule):
     """One batch per epoch saying how the module's own samples are visited.
 
@@ -61,7 +75,7 @@ class SelfReplicationDataModule(L.LightningDataModule):
         return {"x": x, "y": y, **self.recipe()}
 
     def train_dataloader(self):
-        return DataLoader([self.recipe()], batch_size=None, collate_fn=None)
+        return EpochBatches(self.recipe())
 
     def val_dataloader(self):
         # validation measures the population as it is; the module builds what it needs

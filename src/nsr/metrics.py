@@ -24,6 +24,7 @@ import torch
 from torchmetrics import Metric
 
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify_and_distance, counts
+from nsr.kernels.classify import fixpoint_tests
 
 
 def _finite_sum_count(values: torch.Tensor) -> torch.Tensor:
@@ -83,6 +84,29 @@ def population_states(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order:
         hits = (d < epsilon).sum().double().cpu()[None]
         states["aggregate"] = torch.cat([hits, _finite_sum_count(d).cpu(), n])
     return states
+
+
+def population_scalars(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order: str = "orbit",
+                       loss: Optional[torch.Tensor] = None) -> dict[str, float]:
+    """``scalars(population_states(rep, w, ...))``: the fixpoint scalars of a population held by one
+    process. Where the native kernels apply, the class tests and sums run in one C pass after the
+    two self-applications (:func:`nsr.kernels.classify.fixpoint_tests`, the same comparisons);
+    measured every epoch, a small population's scalars are otherwise mostly torch call overhead."""
+    if not hasattr(rep, "apply_aggregates") and w.dim() == 2 and w.dtype == torch.float32:
+        w = w.detach().contiguous()
+        rep.check_weights(w)
+        fw = rep.apply(w, w)  # [P, W]
+        ffw = rep.apply(fw, fw) if second_order == "orbit" else rep.apply(w, fw)
+        t = fixpoint_tests(w, fw.contiguous(), ffw.contiguous(), float(epsilon),
+                           None if loss is None else loss.detach().contiguous())
+        if t is not None:
+            total = max(sum(t.counts), 1)
+            out = {f"fixpoint/{name}": c / total for name, c in zip(CLASS_NAMES, t.counts)}
+            out["fixpoint/distance"] = t.distance_sum / t.distance_count if t.distance_count > 0 else math.nan
+            if loss is not None and w.shape[0] > 0:
+                out["train/loss"] = t.loss_sum / t.loss_count if t.loss_count > 0 else math.nan
+            return out
+    return scalars(population_states(rep, w, epsilon, second_order, loss))
 
 
 def scalars(states: dict[str, torch.Tensor]) -> dict[str, float]:

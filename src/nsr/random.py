@@ -14,6 +14,7 @@ does on import): the same numbers, bit for bit, several times faster.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -71,6 +72,12 @@ def native_hash():
     return _native_hash
 
 
+@functools.lru_cache(maxsize=256)
+def _stream_base(seed: int, tag: str) -> int:
+    """The part of a stream's key that its seed and tag decide (cached: a stream is made per epoch)."""
+    return splitmix64_int(splitmix64_int(seed & _MASK64) ^ _tag_hash(tag))
+
+
 def _tag_hash(tag: str) -> int:
     h = 0
     for ch in tag.encode():
@@ -90,13 +97,20 @@ class KeyedStream:
     """
 
     def __init__(self, seed: int, generation: int, ids: torch.Tensor, tag: str = ""):
-        base = splitmix64_int(splitmix64_int(int(seed) & _MASK64) ^ _tag_hash(tag))
-        base = splitmix64_int(base ^ (int(generation) & _MASK64))
+        base = splitmix64_int(_stream_base(int(seed), str(tag)) ^ (int(generation) & _MASK64))
         ids = torch.as_tensor(ids, dtype=torch.int64)
         keys = _native_hash.keys(ids, _s64(base)) if _native_hash is not None else None
         self.keys = keys if keys is not None else splitmix64(ids * _C2 + _s64(base))  # [P]
         self.counter = 0
         self.device = ids.device
+
+    @classmethod
+    def from_keys(cls, keys: torch.Tensor) -> "KeyedStream":
+        """A stream with the given per-particle keys ``[P]`` (int64), e.g. those of several
+        generations' streams side by side (:func:`generation_keys`)."""
+        stream = cls.__new__(cls)
+        stream.keys, stream.counter, stream.device = keys, 0, keys.device
+        return stream
 
     def __len__(self) -> int:
         return self.keys.shape[0]
@@ -120,6 +134,21 @@ class KeyedStream:
                 self.counter += n
                 return out
         return _lsr(self.bits(n), 40).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def generation_keys(seed: int, generations, ids: torch.Tensor, tag: str = "") -> torch.Tensor:
+    """``[G, P]`` int64: row g holds the keys of ``KeyedStream(seed, generations[g], ids, tag)``."""
+    ids = torch.as_tensor(ids, dtype=torch.int64)
+    bases = [_s64(splitmix64_int(_stream_base(int(seed), str(tag)) ^ (int(g) & _MASK64))) for g in generations]
+    return splitmix64(ids[None, :] * _C2 + torch.tensor(bases, dtype=torch.int64, device=ids.device)[:, None])
+
+
+def epoch_orders(seed: int, generations, ids: torch.Tensor, tag: str, S: int) -> torch.Tensor:
+    """``[G, P, S]``: row g is ``epoch_order(P, S, True, KeyedStream(seed, generations[g], ids, tag))``,
+    the visiting orders of several epochs in one pass (each stream's first S numbers)."""
+    keys = generation_keys(seed, generations, ids, tag)  # [G, P]
+    G, P = keys.shape
+    return epoch_order(G * P, S, True, KeyedStream.from_keys(keys.reshape(-1))).reshape(G, P, S)
 
 
 def uniform(generator, P: int, n: int, device=None) -> torch.Tensor:

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from nsr.callbacks.logs import log_epoch_metrics, log_final_hparams, second_order, tensorboard_root, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify, distance
 from nsr.fixpoints import counts as class_counts
-from nsr.metrics import PopulationStats, population_states, scalars
+from nsr.metrics import PopulationStats, population_scalars
 
 
 class FixpointMonitor(Callback):
@@ -35,8 +35,8 @@ class FixpointMonitor(Callback):
         loss = getattr(pl_module, "particle_loss", None)
         trainer = getattr(pl_module, "_trainer", None)
         if trainer is None or trainer.world_size == 1:  # one process: the same sums, without the metric's machinery
-            return scalars(population_states(pl_module.replicator, pl_module.population, pl_module.epsilon,
-                                             second_order=second_order(pl_module), loss=loss))
+            return population_scalars(pl_module.replicator, pl_module.population, pl_module.epsilon,
+                                      second_order=second_order(pl_module), loss=loss)
         if self._metric is None:
             self._metric = PopulationStats().to(pl_module.device)
         self._metric.update(pl_module.replicator, pl_module.population, pl_module.epsilon,

@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from nsr.atomic import write_atomically
+from nsr.kernels.events import use_native_checksums
 
 
 def second_order(pl_module) -> str:
@@ -30,12 +31,23 @@ def gather_ids(pl_module, P: int) -> torch.Tensor:
     return ids.cpu() if ids is not None and ids.shape[0] == P else torch.arange(P)
 
 
+_checksums: list = []
+
+
+def native_checksums() -> None:
+    """Once per process: TensorBoard's event files checksummed in C instead of pure Python (the
+    same bytes; :func:`nsr.kernels.events.use_native_checksums`), before nsr writes to them."""
+    if not _checksums:
+        _checksums.append(use_native_checksums())
+
+
 def tensorboard_writer(trainer):
     """The TensorBoard SummaryWriter of the run on rank 0, else None."""
     if not trainer.is_global_zero:
         return None
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
+            native_checksums()
             return logger.experiment
     return None
 
@@ -87,11 +99,16 @@ def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str
             # ``add_scalar`` per value writes, at a sixth of the cost; rank 0 only, as log_metrics
             if not trainer.is_global_zero:
                 continue
+            native_checksums()
             summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()])
             logger.experiment._get_file_writer().add_summary(summary, step)
         else:
             logger.log_metrics(metrics, step=step)
-    trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+    if all(type(v) is float for v in metrics.values()):
+        # one tensor made for all values (its 0-d views), not one per value: the same float32 values
+        trainer.callback_metrics.update(zip(metrics, torch.tensor(list(metrics.values()), dtype=torch.float32).unbind()))
+    else:
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
     trainer.progress_bar_metrics.update({k: v for k, v in metrics.items() if k in prog_bar})
 
 

@@ -27,7 +27,7 @@ def _native(fam, *tensors) -> bool:
 
 
 def train(rep, w, epochs=1, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, generator=None, velocity=None,
-          source=None, samples=None):
+          source=None, samples=None, order=None):
     """``epochs`` epochs of SGD for every particle of ``w [P, W]`` through ``rep.kernel``.
 
     Samples: ``samples=(x, y)`` (particle-first, fixed), else those of genomes ``source [P, W]``
@@ -35,7 +35,9 @@ def train(rep, w, epochs=1, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, g
     Each epoch draws its visiting order with :func:`nsr.random.epoch_order`, as the step-by-step
     epoch does, so the same random numbers are consumed. ``lr`` is a number or a tensor
     broadcastable to ``[P, W]``. Returns ``(w [P, W], velocity [P, W] or None, loss [P])``, loss
-    the last epoch's mean over its steps (NaN without epochs).
+    the last epoch's mean over its steps (NaN without epochs). ``order`` ``[P, S]``: the visiting
+    order of a single epoch drawn by the caller (the one :func:`epoch_order` would draw from
+    ``generator``), used where the samples are shuffled.
     """
     fam = rep.kernel
     P, W = w.shape
@@ -46,7 +48,14 @@ def train(rep, w, epochs=1, lr=0.01, batch_size=1, momentum=0.0, shuffle=True, g
     w = w.detach()
     if epochs == 0:
         return w, velocity, torch.full((P,), float("nan"), dtype=w.dtype, device=dev)
-    orders = (lambda: epoch_order(P, S, True, generator, dev)) if shuffled else (lambda: None)
+    if order is not None and (epochs != 1 or tuple(order.shape) != (P, S)):
+        raise ValueError(f"order: one epoch's [{P}, {S}] visiting order, got {tuple(order.shape)} for {epochs} epochs")
+    if not shuffled:
+        orders = lambda: None  # noqa: E731
+    elif order is not None:
+        orders = lambda: order  # noqa: E731
+    else:
+        orders = lambda: epoch_order(P, S, True, generator, dev)  # noqa: E731
     if _native(fam, w, velocity, source, *(samples or ()), lr if isinstance(lr, torch.Tensor) else None):
         res = _train_native(rep, w, epochs, lr, b, momentum, velocity, source, samples, orders, shuffled)
         if res is not None:

@@ -46,6 +46,11 @@ def empty(*shape) -> torch.Tensor:
 def run(fn, P: int, call):
     """``call(p0, p1)`` over particle ranges, in parallel on ``torch.get_num_threads()`` threads."""
     global _pool, _pool_pid
+    if P < 2 * MIN_PARTICLES_PER_THREAD:  # one thread: no split (small populations call this every epoch)
+        rc = call(0, P)
+        if rc:
+            raise RuntimeError(f"nsr native kernel {fn} failed with code {rc}")
+        return
     n = max(1, min(torch.get_num_threads(), P // MIN_PARTICLES_PER_THREAD))
     bounds = [(P * i // n, P * (i + 1) // n) for i in range(n)]
     if n == 1:

@@ -30,6 +30,20 @@ from nsr.checkpoint import check_compatible, check_entry
 from nsr.fixpoints import classify, distance, shares
 
 
+def count_optimizer_step(optimizer) -> None:
+    """Count one optimizer step in Lightning's counters (``global_step``) for an update the module
+    has already applied itself (the fused kernels, a soup generation). Lightning's own
+    ``optimizer.step()`` would also run the ``on_before_optimizer_step`` hooks and torch's
+    optimizer-step wrappers for an update that has nothing left to do: at a small population that
+    is a tenth of an epoch. Falls back to ``optimizer.step()`` outside a manual-optimization loop."""
+    before, after = getattr(optimizer, "_on_before_step", None), getattr(optimizer, "_on_after_step", None)
+    if before is None or after is None or getattr(before, "__name__", "") == "do_nothing_closure":
+        optimizer.step()
+        return
+    before()
+    after()
+
+
 class PopulationModule(L.LightningModule):
     """Base class of ``ReplicatorModule`` and ``SoupModule``: the contract in the module docstring."""
 

@@ -29,17 +29,19 @@ from typing import Optional
 import torch
 from torch import nn
 
+from nsr import kernels
 from nsr.checkpoint import check_compatible
 from nsr.data import epoch_samples
 from nsr.fixpoints import SECOND_ORDER_TESTS, check_epsilon
-from nsr.modules.population import PopulationModule
+from nsr.modules.population import PopulationModule, count_optimizer_step
 from nsr.modules.strategy import check_sharding_strategy, population_shard
-from nsr.random import KeyedStream
+from nsr.random import KeyedStream, epoch_orders
 from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.sharding import Shard, gather_rows
 from nsr.training import check_hyperparameters, self_train, sgd_step, train_epoch
 
 INIT_TAG, TRAIN_TAG = "init", "train"  # the KeyedStream tags of the initial genomes and the visiting orders
+ORDERS_AHEAD = 1 << 16  # visiting-order entries (particles x samples x epochs) a small population draws at once
 
 
 def initial_population(rep: Replicator, seed: int, start: int, stop: int, device=None) -> torch.Tensor:
@@ -213,22 +215,55 @@ class ReplicatorModule(PopulationModule):
         a batch that brings its own samples ``x, y`` is used as given), through the fused kernels,
         each particle's visiting order keyed by (seed, epoch, global index). The epoch counts as one
         optimizer step in Lightning's counters (``global_step`` = epochs trained)."""
-        x, y = (batch["x"], batch["y"]) if "x" in batch else epoch_samples(self)  # [P_local, S, ...]
         batch_size, shuffle = batch.get("batch_size", 1), batch.get("shuffle", True)
         opt = self.optimizers()
         group, state = opt.param_groups[0], opt.optimizer.state[self.genomes]
-        lo, hi = self._slice()
-        stream = epoch_stream(self.seed, self.epochs_trained, lo, hi, x.device)
-        w, velocity, loss = train_epoch(self.replicator, self.population.clone(), x, y, group["lr"], batch_size,
-                                        group["momentum"], shuffle, stream, state.get("velocity"))
+        if "x" not in batch and self.replicator.kernel is not None:
+            # the fused kernels make the samples of the genomes at the epoch's start themselves:
+            # the same steps as on epoch_samples(self), without building them in torch
+            order = self._visiting_order(batch_size, shuffle)  # [P_local, S] or None: drawn from the stream
+            w, velocity, loss = kernels.train(self.replicator, self.population, 1, group["lr"], batch_size,
+                                              group["momentum"], shuffle, None if order is not None else self._epoch_stream(),
+                                              state.get("velocity"), order=order)
+        else:
+            x, y = (batch["x"], batch["y"]) if "x" in batch else epoch_samples(self)  # [P_local, S, ...]
+            w, velocity, loss = train_epoch(self.replicator, self.population.clone(), x, y, group["lr"], batch_size,
+                                            group["momentum"], shuffle, self._epoch_stream(), state.get("velocity"))
         with torch.no_grad():
             self.genomes.copy_(w)
         if velocity is not None:
             state["velocity"] = velocity
         self.genomes.grad = None
-        opt.step()  # nothing left to apply: registers the epoch with Lightning (global_step, schedulers)
+        count_optimizer_step(opt)  # nothing left to apply: registers the epoch with Lightning (global_step)
         self.epochs_trained += 1
         self.particle_loss = loss.detach()
+
+    def _epoch_stream(self) -> KeyedStream:
+        """:func:`epoch_stream` of this process's particles for the next epoch (their ids cached)."""
+        lo, hi = self._slice()
+        ids = getattr(self, "_ids", None)
+        if ids is None or ids.device != self.genomes.device or len(ids) != hi - lo or (len(ids) and int(ids[0]) != lo):
+            ids = self._ids = torch.arange(lo, hi, dtype=torch.long, device=self.genomes.device)
+        return KeyedStream(self.seed, self.epochs_trained, ids, TRAIN_TAG)
+
+    def _visiting_order(self, batch_size, shuffle) -> Optional[torch.Tensor]:
+        """``[P_local, S]``: this epoch's visiting orders, the ones :func:`epoch_stream` draws, for a
+        small population: drawn for up to ``ORDERS_AHEAD`` numbers of epochs at once (a stream and
+        a draw per epoch cost more than such an epoch's training). None otherwise (unshuffled, or a
+        population large enough that the per-epoch draw does not matter)."""
+        S = self.replicator.kernel.num_samples
+        if not shuffle or batch_size is None or batch_size >= S or S <= 1:
+            return None
+        lo, hi = self._slice()
+        ahead = ORDERS_AHEAD // max((hi - lo) * S, 1)
+        if ahead < 8 or self.genomes.device.type != "cpu":
+            return None
+        e, key = self.epochs_trained, (self.seed, lo, hi, S)
+        cached = getattr(self, "_orders", None)
+        if cached is None or cached[0] != key or not cached[1] <= e < cached[1] + len(cached[2]):
+            ids = torch.arange(lo, hi, dtype=torch.long)
+            cached = self._orders = (key, e, epoch_orders(self.seed, range(e, e + ahead), ids, TRAIN_TAG, S))
+        return cached[2][e - cached[1]]
 
     # ---- checkpoints: the whole population, whatever the device count ---------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nsr.modules.population import PopulationModule
+from nsr.modules.population import PopulationModule, count_optimizer_step
 from nsr.modules.strategy import SoupStrategy, check_sharding_strategy, population_shard  # noqa: F401 (re-exported)
 from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.sharding import Shard, gather_rows
@@ -212,7 +212,7 @@ class SoupModule(PopulationModule):
     def training_step(self, batch, batch_idx) -> None:
         state, events = generation_step(self.replicator, self.state, self.params, shard=self.shard)
         self._set_state(state)
-        self.optimizers().step()  # global_step = generations
+        count_optimizer_step(self.optimizers())  # global_step = generations
         self.particle_loss = events["particle_loss"]  # [P_local], logged as train/loss by FixpointMonitor
         self.events = events
 
