@@ -84,7 +84,13 @@ def test_a_respawned_slot_starts_a_new_trajectory():
     steps = (weights[pids == 1][1:] - weights[pids == 1][:-1]).abs().max()
     assert steps < 1  # particle 1's trajectory holds only particle 1: no jump to the newcomer
     fig2, fig3 = trajectory_figures(times, pids, weights)
-    assert len(fig2.axes[0].lines) == 3 * 3  # per particle id: its path, a start and an end marker
+    from matplotlib.collections import LineCollection, PathCollection
+
+    ax = fig2.axes[0]
+    paths = [c for c in ax.collections if isinstance(c, LineCollection)][0]
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(paths.get_segments()) == 3  # per particle id: its path, a start and an end marker
+    assert len(marks[0].get_offsets()) == 3 and sum(len(m.get_offsets()) for m in marks[1:]) == 3
 
 
 def test_pca_finds_the_direction_the_points_vary_along():

@@ -15,16 +15,28 @@ def trajectories(n_particles: int, steps: int = 3):
     return times, ids, weights
 
 
+def drawn(ax):
+    """A trajectory figure's artists: the paths (one line collection), the start markers and the
+    end markers (one collection per final class)."""
+    from matplotlib.collections import LineCollection, PathCollection
+
+    paths = [c for c in ax.collections if isinstance(c, LineCollection)]
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(paths) == 1 and marks
+    return paths[0], marks[0], marks[1:]
+
+
 def test_forty_particles_get_forty_different_colours_and_end_markers_in_their_class_colour():
     times, ids, weights = trajectories(40)
     ends = {pid: FixpointClass(pid % 5) for pid in range(40)}
     fig2, fig3 = trajectory_figures(times, ids, weights, "generation", end_classes=ends)
     ax = fig2.axes[0]
-    lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
-    assert len(lines) == 40 and len({to_hex(ln.get_color()) for ln in lines}) == 40  # no colour repeats
-    markers = [ln for ln in ax.get_lines() if ln.get_marker() not in ("o", "None", None) and ln.get_linestyle() == "None"]
-    assert {to_hex(m.get_color()) for m in markers} == set(CLASS_COLORS.values())  # ends in their class colours
-    assert sum(to_hex(m.get_color()) == CLASS_COLORS[FixpointClass.DIVERGENT] for m in markers) == 8
+    paths, starts, ends = drawn(ax)
+    assert len(paths.get_segments()) == 40 and len({to_hex(c) for c in paths.get_colors()}) == 40  # no colour repeats
+    assert len(starts.get_offsets()) == 40
+    end_colours = [to_hex(c) for e in ends for c in e.get_facecolors() for _ in range(len(e.get_offsets()) // len(e.get_facecolors()))]
+    assert set(end_colours) == set(CLASS_COLORS.values())  # ends in their class colours
+    assert end_colours.count(CLASS_COLORS[FixpointClass.DIVERGENT]) == 8
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[0] == "start" and {f"end: {c.name.lower().replace('_', '-')}" for c in FixpointClass} <= set(legend)
     assert fig3.axes[0].get_legend() is not None

@@ -78,9 +78,12 @@ def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Te
     class's colour (:data:`CLASS_COLORS`) when ``end_classes`` ``{id: FixpointClass}`` says it,
     else ``x``. The PC axes give the share of variance they explain. None if nothing finite was
     recorded."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
     finite = torch.isfinite(weights).all(1) if weights.numel() else torch.zeros(0, dtype=torch.bool)
     if not bool(finite.any()):
@@ -95,23 +98,38 @@ def trajectory_figures(times: torch.Tensor, ids: torch.Tensor, weights: torch.Te
     ax3 = fig3.add_subplot(1, 1, 1, projection="3d")
     seen = set()
     unique = torch.unique(ids).tolist()
-    for j, pid in enumerate(unique):
-        sel = (ids == pid).nonzero().flatten()
-        sel = sel[times[sel].argsort()]
-        t, p = times[sel].numpy(), xy[sel.numpy()]
+    # one artist per kind of mark for all particles (a path collection, the starts, the ends of
+    # each class): drawing 50 particles as 300 artists took longer than the rest of a fit's end
+    order = torch.argsort(ids * (int(times.max()) + 1 if times.numel() else 1) + times, stable=True)
+    counts = torch.unique_consecutive(ids[order], return_counts=True)[1].tolist()  # rows per id, ids ascending
+    colors, paths2, paths3, starts, ends = [], [], [], [], {}
+    for j, (pid, sel) in enumerate(zip(unique, order.split(counts))):
+        t, p = times[sel].numpy(), xy[sel.numpy()]  # one particle's points in time order
         c = particle_color(j)
+        colors.append(c)
+        paths2.append(p)
+        paths3.append(list(zip(p[:, 0], p[:, 1], t)))
+        starts.append((p[0, 0], p[0, 1], t[0]))
         cls = None if end_classes is None else end_classes.get(pid)
-        end = dict(marker="x", color=c, ms=6, ls="none") if cls is None else \
-            dict(marker=CLASS_MARKERS[FixpointClass(cls)], color=CLASS_COLORS[FixpointClass(cls)], ms=7, ls="none",
-                 mec="black", mew=0.5)
         if cls is not None:
             seen.add(FixpointClass(cls))
-        ax2.plot(p[:, 0], p[:, 1], "-", color=c, lw=1, alpha=0.7)
-        ax2.plot(p[:1, 0], p[:1, 1], "o", color=c, ms=3.5)
-        ax2.plot(p[-1:, 0], p[-1:, 1], zorder=3, **end)
-        ax3.plot(p[:, 0], p[:, 1], t, "-", color=c, lw=1, alpha=0.7)
-        ax3.plot(p[:1, 0], p[:1, 1], t[:1], "o", color=c, ms=3.5)
-        ax3.plot(p[-1:, 0], p[-1:, 1], t[-1:], **end)
+        ends.setdefault(None if cls is None else FixpointClass(cls), []).append((p[-1, 0], p[-1, 1], t[-1], c))
+    ax2.add_collection(LineCollection(paths2, colors=colors, linewidths=1, alpha=0.7, zorder=2))
+    ax3.add_collection3d(Line3DCollection(paths3, colors=colors, linewidths=1, alpha=0.7))
+    sx, sy, st = (np.array(v) for v in zip(*starts))
+    ax2.scatter(sx, sy, s=3.5 ** 2, c=colors, marker="o", linewidths=1, edgecolors=colors, zorder=2)
+    ax3.scatter(sx, sy, st, s=3.5 ** 2, c=colors, marker="o", linewidths=1, edgecolors=colors, depthshade=False)
+    for cls, pts in ends.items():
+        ex, ey, et = (np.array(v) for v in list(zip(*pts))[:3])
+        cs = [q[3] for q in pts]
+        if cls is None:
+            style = dict(marker="x", s=6 ** 2, c=cs, linewidths=1)
+        else:
+            style = dict(marker=CLASS_MARKERS[cls], s=7 ** 2, c=CLASS_COLORS[cls], edgecolors="black", linewidths=0.5)
+        ax2.scatter(ex, ey, zorder=3, **style)
+        ax3.scatter(ex, ey, et, depthshade=False, **style)
+    if times.numel() and int(times.max()) > int(times.min()):
+        ax3.set_zlim(int(times.min()), int(times.max()))  # time runs from the first record to the last
     pc = [f"PC {i + 1} ({100 * r:.0f}% of variance)" for i, r in enumerate(ratio)]
     handles = [Line2D([], [], marker="o", color="grey", ls="none", ms=4, label="start")]
     if end_classes is None:

@@ -20,6 +20,7 @@ callbacks then take the defaults above for what it lacks).
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Optional
 
@@ -46,6 +47,14 @@ def count_optimizer_step(optimizer) -> None:
 
 class PopulationModule(L.LightningModule):
     """Base class of ``ReplicatorModule`` and ``SoupModule``: the contract in the module docstring."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("training_step")
+        if callable(step) and "__signature__" not in getattr(step, "__dict__", {}):
+            # Lightning reads training_step's signature before every step (inspect.getfullargspec):
+            # a precomputed one is returned at once instead of being rebuilt every epoch
+            step.__signature__ = inspect.signature(step)
 
     kind: str = "replicator"
     time_unit: str = "epoch"
