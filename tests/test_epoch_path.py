@@ -110,3 +110,27 @@ def test_tensorboard_checksums_in_c_equal_tensorboards_own():
         assert record_writer.masked_crc32c is masked_crc32c
     else:
         assert not use_native_checksums()
+
+
+def test_a_fit_defers_boto3_until_s3_is_used(tmp_path):
+    """TensorBoard imports boto3 (when installed) only to offer s3:// folders: ``nsr fit`` leaves a
+    stand-in that runs the real module at its first use, and not before (inspect, TensorBoard)."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "boto3"
+    pkg.mkdir()
+    marker = tmp_path / "imported"
+    (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef client(name):\n    return 'client ' + name\n")
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+            "import os, inspect\n"
+            "from nsr.cli import defer_s3_client\n"
+            "defer_s3_client()\n"
+            "import torch.utils.tensorboard\n"
+            "inspect.getmodule(inspect)\n"
+            f"assert not os.path.exists({str(marker)!r}), 'boto3 ran before its first use'\n"
+            "from tensorboard.compat.tensorflow_stub.io import gfile\n"
+            "assert gfile.S3_ENABLED and gfile.boto3.client('s3') == 'client s3'\n"
+            f"assert os.path.exists({str(marker)!r})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
