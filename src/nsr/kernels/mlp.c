@@ -159,6 +159,82 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
     return rc;
 }
 
+/* ---- weightwise 4-2-2-1, full batch: one step of the genome's 14 samples per epoch ------------- */
+/* The step sample by sample: one sample's activations and deltas and the 14 gradient sums stay in
+   registers (the weights are read from L1), nothing is stored until the SGD update. Every
+   operation, and the order of every sum, is mlp_step_grad's (the gradients are summed over the
+   samples in order from +0): the same bits (tested). gen: the genomes the samples are read from;
+   idv [14][3]: the ids as vectors, as mlp_samples makes them. */
+HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
+    const float c2 = (float)(2.0 / ((double)14 * (double)1));
+    vf G[14];
+    for (int k = 0; k < 14; ++k) G[k] = (vf){0};
+    vf acc = {0};
+    for (int j = 0; j < 14; ++j) {
+        const vf x0 = gen[j], x1 = idv[3 * j], x2 = idv[3 * j + 1], x3 = idv[3 * j + 2];
+        vf a0 = x0 * w[0], a1 = x0 * w[1];                          /* layer 0: K0 = w[0..8) [4][2] */
+        a0 = a0 + x1 * w[2]; a1 = a1 + x1 * w[3];
+        a0 = a0 + x2 * w[4]; a1 = a1 + x2 * w[5];
+        a0 = a0 + x3 * w[6]; a1 = a1 + x3 * w[7];
+        a0 = act_fwd(act, a0); a1 = act_fwd(act, a1);
+        vf b0 = a0 * w[8], b1 = a0 * w[9];                          /* layer 1: K1 = w[8..12) [2][2] */
+        b0 = b0 + a1 * w[10]; b1 = b1 + a1 * w[11];
+        b0 = act_fwd(act, b0); b1 = act_fwd(act, b1);
+        vf out = b0 * w[12];                                        /* layer 2: K2 = w[12..14) [2][1] */
+        out = out + b1 * w[13];
+        out = act_fwd(act, out);
+        const vf e = out - gen[j];                                  /* the target is w_j itself */
+        acc = acc + e * e;
+        vf d = e * c2;
+        d = act_bwd(act, d, out);
+        G[12] = G[12] + b0 * d; G[13] = G[13] + b1 * d;
+        vf d0 = d * w[12], d1 = d * w[13];
+        d0 = act_bwd(act, d0, b0); d1 = act_bwd(act, d1, b1);
+        G[8] = G[8] + a0 * d0; G[9] = G[9] + a0 * d1;
+        G[10] = G[10] + a1 * d0; G[11] = G[11] + a1 * d1;
+        vf c0 = d0 * w[8], c1 = d0 * w[10];
+        c0 = c0 + d1 * w[9]; c1 = c1 + d1 * w[11];
+        c0 = act_bwd(act, c0, a0); c1 = act_bwd(act, c1, a1);
+        G[0] = G[0] + x0 * c0; G[1] = G[1] + x0 * c1;
+        G[2] = G[2] + x1 * c0; G[3] = G[3] + x1 * c1;
+        G[4] = G[4] + x2 * c0; G[5] = G[5] + x2 * c1;
+        G[6] = G[6] + x3 * c0; G[7] = G[7] + x3 * c1;
+    }
+    for (int k = 0; k < 14; ++k) g[k] = G[k];
+    return acc / ((float)14 * (float)1);
+}
+
+/* mlp_train_impl for weightwise 4-2-2-1 on full batches in sample order (one step per epoch) */
+HOT int ww4221_train(int act, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss,
+                     const float* src, int self_samples, const float* ids, const float* lr, int lr_stride, float mom,
+                     int epochs) {
+    enum { W = 14 };
+    vf idv[W * 3];
+    for (int s = 0; s < W; ++s)
+        for (int c = 0; c < 3; ++c) idv[s * 3 + c] = (vf){0} + ids[s * 3 + c];
+    vf wl[W], gl[W], vl[W], gen[W];
+    for (int64_t p0 = 0; p0 < P; p0 += LN) {
+        const int64_t np = P - p0 < LN ? P - p0 : LN;
+        const vf lrl = load_lr(lr, lr_stride, p0, np);
+        vf sl = {0};
+        load_rows(wl, w, p0, W, np);
+        int vinit = vel_init;
+        if (vel && vel_init) load_rows(vl, vel, p0, W, np);
+        if (!self_samples) load_rows(gen, src, p0, W, np);
+        for (int e = 0; e < epochs; ++e) {
+            if (self_samples) memcpy(gen, wl, sizeof(vf) * W);        /* epoch-start snapshot */
+            vf total = {0};
+            total = total + ww4221_step(act, wl, gen, idv, gl);
+            sgd(W, wl, gl, vel ? vl : NULL, &vinit, lrl, mom);
+            sl = total / (float)1;
+        }
+        store_rows(w_out, wl, p0, W, np);
+        if (vel) store_rows(vel, vl, p0, W, np);
+        for (int l = 0; l < np; ++l) loss[p0 + l] = sl[l];
+    }
+    return 0;
+}
+
 /* The same kernel compiled for the shipped layouts (weightwise and aggregating (2, 2)) with the
    widths and the activation as constants: the compiler unrolls the layers and keeps the kernels in
    registers. The arithmetic, and its order, is the generic kernel's: the same bits (tested). */
@@ -171,10 +247,9 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
     static int name(TRAIN_ARGS) { \
         mlp_t m; const int dims[4] = {d0, d1, d2, d3}; \
         mlp_init(&m, 3, dims, act); \
-        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
-            batch = 14; S = 14; \
-            return mlp_train_impl(&m, TRAIN_PASS); \
-        } \
+        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14 && !order)  /* weightwise full batch */ \
+            return ww4221_train(act, P, w, w_out, vel, vel_init, loss, src, self_samples, ids, lr, lr_stride, mom, \
+                                epochs); \
         return mlp_train_impl(&m, TRAIN_PASS); \
     }
 SPECIALISED(train_4221_linear, 4, 2, 2, 1, LINEAR)
