@@ -204,34 +204,110 @@ HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
     return acc / ((float)14 * (float)1);
 }
 
-/* mlp_train_impl for weightwise 4-2-2-1 on full batches in sample order (one step per epoch) */
-HOT int ww4221_train(int act, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss,
-                     const float* src, int self_samples, const float* ids, const float* lr, int lr_stride, float mom,
-                     int epochs) {
+/* A full block of 16 particles' genomes (16 rows of 14 floats, contiguous) to and from lanes:
+   the rows are transposed in registers (62 or 64 shuffles) instead of moved lane by lane. The same
+   values as load_rows and store_rows. */
+#if defined(__AVX512F__) && LN == 16
+#include <immintrin.h>
+#define WW_FAST_IO 1
+/* r[l] = row l (16 rows of 16 floats) -> r[k] = column k, for k < n (14 or 16) */
+HOT void ww_transpose(__m512* r, int n) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {                         /* r[4b + c], lane q: column 4q + c */
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int c = 0; c < 4; ++c) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        if (12 + c < n) r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
+    }
+}
+
+HOT void ww_load_block(vf* dst, const float* rows) {          /* rows: [16, 14] */
+    __m512 r[16];
+    for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(0x3fff, rows + 14 * l);
+    ww_transpose(r, 14);
+    for (int k = 0; k < 14; ++k) dst[k] = (vf)r[k];
+}
+
+HOT void ww_store_block(float* rows, const vf* src) {
+    __m512 r[16];
+    for (int k = 0; k < 14; ++k) r[k] = (__m512)src[k];
+    r[14] = r[15] = _mm512_setzero_ps();
+    ww_transpose(r, 16);
+    for (int l = 0; l < 16; ++l) _mm512_mask_storeu_ps(rows + 14 * l, 0x3fff, r[l]);
+}
+#else
+#define WW_FAST_IO 0
+#endif
+
+HOT void ww_load_rows(vf* dst, const float* src, int64_t p0, int64_t np) {
+#if WW_FAST_IO
+    if (np == LN) { ww_load_block(dst, src + p0 * 14); return; }
+#endif
+    load_rows(dst, src, p0, 14, np);
+}
+
+HOT void ww_store_rows(float* dst, const vf* src, int64_t p0, int64_t np) {
+#if WW_FAST_IO
+    if (np == LN) { ww_store_block(dst + p0 * 14, src); return; }
+#endif
+    store_rows(dst, src, p0, 14, np);
+}
+
+/* mlp_train_impl for weightwise 4-2-2-1 on full batches in sample order (one step per epoch), on
+   the particle blocks of [p0, P); idv: the ids as vectors */
+HOT void ww4221_blocks(int act, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss,
+                       const float* src, int self_samples, const vf* idv, const float* lr, int lr_stride, float mom,
+                       int epochs) {
     enum { W = 14 };
-    vf idv[W * 3];
-    for (int s = 0; s < W; ++s)
-        for (int c = 0; c < 3; ++c) idv[s * 3 + c] = (vf){0} + ids[s * 3 + c];
     vf wl[W], gl[W], vl[W], gen[W];
     for (int64_t p0 = 0; p0 < P; p0 += LN) {
         const int64_t np = P - p0 < LN ? P - p0 : LN;
         const vf lrl = load_lr(lr, lr_stride, p0, np);
         vf sl = {0};
-        load_rows(wl, w, p0, W, np);
+        ww_load_rows(wl, w, p0, np);
         int vinit = vel_init;
-        if (vel && vel_init) load_rows(vl, vel, p0, W, np);
-        if (!self_samples) load_rows(gen, src, p0, W, np);
+        if (vel && vel_init) ww_load_rows(vl, vel, p0, np);
+        if (!self_samples) ww_load_rows(gen, src, p0, np);
         for (int e = 0; e < epochs; ++e) {
-            if (self_samples) memcpy(gen, wl, sizeof(vf) * W);        /* epoch-start snapshot */
+            /* self-training: the samples are the epoch-start genome, wl itself until the update */
             vf total = {0};
-            total = total + ww4221_step(act, wl, gen, idv, gl);
+            total = total + ww4221_step(act, wl, self_samples ? wl : gen, idv, gl);
             sgd(W, wl, gl, vel ? vl : NULL, &vinit, lrl, mom);
             sl = total / (float)1;
         }
-        store_rows(w_out, wl, p0, W, np);
-        if (vel) store_rows(vel, vl, p0, W, np);
-        for (int l = 0; l < np; ++l) loss[p0 + l] = sl[l];
+        ww_store_rows(w_out, wl, p0, np);
+        if (vel) ww_store_rows(vel, vl, p0, np);
+        if (np == LN) memcpy(loss + p0, &sl, sizeof sl);
+        else for (int l = 0; l < np; ++l) loss[p0 + l] = sl[l];
     }
+}
+
+HOT int ww4221_train(int act, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss,
+                     const float* src, int self_samples, const float* ids, const float* lr, int lr_stride, float mom,
+                     int epochs) {
+    vf idv[14 * 3];
+    for (int s = 0; s < 14; ++s)
+        for (int c = 0; c < 3; ++c) idv[s * 3 + c] = (vf){0} + ids[s * 3 + c];
+    if (!vel && self_samples && lr_stride == 0)   /* self-training without momentum: its own code */
+        ww4221_blocks(act, P, w, w_out, NULL, 0, loss, NULL, 1, idv, lr, 0, 0.0f, epochs);
+    else
+        ww4221_blocks(act, P, w, w_out, vel, vel_init, loss, src, self_samples, idv, lr, lr_stride, mom, epochs);
     return 0;
 }
 
