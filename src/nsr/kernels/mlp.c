@@ -163,42 +163,52 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
 /* The step sample by sample: one sample's activations and deltas and the 14 gradient sums stay in
    registers (the weights are read from L1), nothing is stored until the SGD update. Every
    operation, and the order of every sum, is mlp_step_grad's (the gradients are summed over the
-   samples in order from +0): the same bits (tested). gen: the genomes the samples are read from;
-   idv [14][3]: the ids as vectors, as mlp_samples makes them. */
-HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
+   samples in order from +0): the same bits (tested). */
+
+/* one sample: inputs (x0 = w_j, its ids x1..x3), target x0; adds its squared error to *acc and
+   its gradient to G */
+HOT void ww4221_sample(int act, const vf* w, const vf x0, const vf x1, const vf x2, const vf x3, vf* G, vf* acc) {
     const float c2 = (float)(2.0 / ((double)14 * (double)1));
+    vf a0 = x0 * w[0], a1 = x0 * w[1];                          /* layer 0: K0 = w[0..8) [4][2] */
+    a0 = a0 + x1 * w[2]; a1 = a1 + x1 * w[3];
+    a0 = a0 + x2 * w[4]; a1 = a1 + x2 * w[5];
+    a0 = a0 + x3 * w[6]; a1 = a1 + x3 * w[7];
+    a0 = act_fwd(act, a0); a1 = act_fwd(act, a1);
+    vf b0 = a0 * w[8], b1 = a0 * w[9];                          /* layer 1: K1 = w[8..12) [2][2] */
+    b0 = b0 + a1 * w[10]; b1 = b1 + a1 * w[11];
+    b0 = act_fwd(act, b0); b1 = act_fwd(act, b1);
+    vf out = b0 * w[12];                                        /* layer 2: K2 = w[12..14) [2][1] */
+    out = out + b1 * w[13];
+    out = act_fwd(act, out);
+    const vf e = out - x0;                                      /* the target is w_j itself */
+    *acc = *acc + e * e;
+    vf d = e * c2;
+    d = act_bwd(act, d, out);
+    G[12] = G[12] + b0 * d; G[13] = G[13] + b1 * d;
+    vf d0 = d * w[12], d1 = d * w[13];
+    d0 = act_bwd(act, d0, b0); d1 = act_bwd(act, d1, b1);
+    G[8] = G[8] + a0 * d0; G[9] = G[9] + a0 * d1;
+    G[10] = G[10] + a1 * d0; G[11] = G[11] + a1 * d1;
+    vf c0 = d0 * w[8], c1 = d0 * w[10];
+    c0 = c0 + d1 * w[9]; c1 = c1 + d1 * w[11];
+    c0 = act_bwd(act, c0, a0); c1 = act_bwd(act, c1, a1);
+    G[0] = G[0] + x0 * c0; G[1] = G[1] + x0 * c1;
+    G[2] = G[2] + x1 * c0; G[3] = G[3] + x1 * c1;
+    G[4] = G[4] + x2 * c0; G[5] = G[5] + x2 * c1;
+    G[6] = G[6] + x3 * c0; G[7] = G[7] + x3 * c1;
+}
+
+/* the step on the samples of genomes gen [14] (ids idv [14][3], as mlp_samples makes them):
+   gradient into g [14], returns the per-particle MSE */
+HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
     vf G[14];
     for (int k = 0; k < 14; ++k) G[k] = (vf){0};
     vf acc = {0};
-    for (int j = 0; j < 14; ++j) {
-        const vf x0 = gen[j], x1 = idv[3 * j], x2 = idv[3 * j + 1], x3 = idv[3 * j + 2];
-        vf a0 = x0 * w[0], a1 = x0 * w[1];                          /* layer 0: K0 = w[0..8) [4][2] */
-        a0 = a0 + x1 * w[2]; a1 = a1 + x1 * w[3];
-        a0 = a0 + x2 * w[4]; a1 = a1 + x2 * w[5];
-        a0 = a0 + x3 * w[6]; a1 = a1 + x3 * w[7];
-        a0 = act_fwd(act, a0); a1 = act_fwd(act, a1);
-        vf b0 = a0 * w[8], b1 = a0 * w[9];                          /* layer 1: K1 = w[8..12) [2][2] */
-        b0 = b0 + a1 * w[10]; b1 = b1 + a1 * w[11];
-        b0 = act_fwd(act, b0); b1 = act_fwd(act, b1);
-        vf out = b0 * w[12];                                        /* layer 2: K2 = w[12..14) [2][1] */
-        out = out + b1 * w[13];
-        out = act_fwd(act, out);
-        const vf e = out - gen[j];                                  /* the target is w_j itself */
-        acc = acc + e * e;
-        vf d = e * c2;
-        d = act_bwd(act, d, out);
-        G[12] = G[12] + b0 * d; G[13] = G[13] + b1 * d;
-        vf d0 = d * w[12], d1 = d * w[13];
-        d0 = act_bwd(act, d0, b0); d1 = act_bwd(act, d1, b1);
-        G[8] = G[8] + a0 * d0; G[9] = G[9] + a0 * d1;
-        G[10] = G[10] + a1 * d0; G[11] = G[11] + a1 * d1;
-        vf c0 = d0 * w[8], c1 = d0 * w[10];
-        c0 = c0 + d1 * w[9]; c1 = c1 + d1 * w[11];
-        c0 = act_bwd(act, c0, a0); c1 = act_bwd(act, c1, a1);
-        G[0] = G[0] + x0 * c0; G[1] = G[1] + x0 * c1;
-        G[2] = G[2] + x1 * c0; G[3] = G[3] + x1 * c1;
-        G[4] = G[4] + x2 * c0; G[5] = G[5] + x2 * c1;
-        G[6] = G[6] + x3 * c0; G[7] = G[7] + x3 * c1;
+    if (act == LINEAR || act == RELU) {  /* no calls: the 14 samples unrolled, scheduled as one */
+        _Pragma("GCC unroll 14")
+        for (int j = 0; j < 14; ++j) ww4221_sample(act, w, gen[j], idv[3 * j], idv[3 * j + 1], idv[3 * j + 2], G, &acc);
+    } else {
+        for (int j = 0; j < 14; ++j) ww4221_sample(act, w, gen[j], idv[3 * j], idv[3 * j + 1], idv[3 * j + 2], G, &acc);
     }
     for (int k = 0; k < 14; ++k) g[k] = G[k];
     return acc / ((float)14 * (float)1);
