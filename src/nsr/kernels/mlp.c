@@ -290,6 +290,11 @@ HOT void ww4221_blocks(int act, int64_t P, const float* w, float* w_out, float* 
         const int64_t np = P - p0 < LN ? P - p0 : LN;
         const vf lrl = load_lr(lr, lr_stride, p0, np);
         vf sl = {0};
+        if (p0 + 3 * LN <= P)  /* the genomes two blocks ahead into L1, their output lines for writing */
+            for (int c = 0; c < 14; ++c) {
+                __builtin_prefetch((const char*)(w + (p0 + 2 * LN) * 14) + 64 * c, 0, 3);
+                __builtin_prefetch((const char*)(w_out + (p0 + 2 * LN) * 14) + 64 * c, 1, 3);
+            }
         ww_load_rows(wl, w, p0, np);
         int vinit = vel_init;
         if (vel && vel_init) ww_load_rows(vl, vel, p0, np);
