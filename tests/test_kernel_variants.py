@@ -49,9 +49,9 @@ def test_learn_from_through_the_compiled_layouts_equals_the_generic_kernel():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_weightwise_full_batch_code_gives_the_generic_kernels_bits_in_every_mode(activation):
-    """The weightwise full batch has code of its own (sample by sample, blocks transposed in
-    registers): with momentum carried in and out, per-particle learning rates, learn_from and a
-    partial block it still computes the generic kernel's bits."""
+    """The weightwise full batch has code of its own (linear and relu: sample by sample, blocks
+    transposed in registers): with momentum carried in and out, per-particle learning rates,
+    learn_from and a partial block it still computes the generic kernel's bits."""
     rep = Weightwise(activation=activation)
     w, teachers = (rep.init(53, generator=torch.Generator().manual_seed(s)) for s in (3, 4))  # 3 blocks + 5
     lr = torch.linspace(0.001, 0.05, 53)[:, None]

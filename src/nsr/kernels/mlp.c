@@ -204,12 +204,8 @@ HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
     vf G[14];
     for (int k = 0; k < 14; ++k) G[k] = (vf){0};
     vf acc = {0};
-    if (act == LINEAR || act == RELU) {  /* no calls: the 14 samples unrolled, scheduled as one */
-        _Pragma("GCC unroll 14")
-        for (int j = 0; j < 14; ++j) ww4221_sample(act, w, gen[j], idv[3 * j], idv[3 * j + 1], idv[3 * j + 2], G, &acc);
-    } else {
-        for (int j = 0; j < 14; ++j) ww4221_sample(act, w, gen[j], idv[3 * j], idv[3 * j + 1], idv[3 * j + 2], G, &acc);
-    }
+    _Pragma("GCC unroll 14")  /* the 14 samples scheduled as one */
+    for (int j = 0; j < 14; ++j) ww4221_sample(act, w, gen[j], idv[3 * j], idv[3 * j + 1], idv[3 * j + 2], G, &acc);
     for (int k = 0; k < 14; ++k) g[k] = G[k];
     return acc / ((float)14 * (float)1);
 }
@@ -338,9 +334,13 @@ HOT int ww4221_train(int act, int64_t P, const float* w, float* w_out, float* ve
     static int name(TRAIN_ARGS) { \
         mlp_t m; const int dims[4] = {d0, d1, d2, d3}; \
         mlp_init(&m, 3, dims, act); \
-        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14 && !order)  /* weightwise full batch */ \
-            return ww4221_train(act, P, w, w_out, vel, vel_init, loss, src, self_samples, ids, lr, lr_stride, mom, \
-                                epochs); \
+        if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
+            if ((act == LINEAR || act == RELU) && !order)  /* (tanh, sigmoid: libm calls clobber registers) */ \
+                return ww4221_train(act, P, w, w_out, vel, vel_init, loss, src, self_samples, ids, lr, lr_stride, \
+                                    mom, epochs); \
+            batch = 14; S = 14; \
+            return mlp_train_impl(&m, TRAIN_PASS); \
+        } \
         return mlp_train_impl(&m, TRAIN_PASS); \
     }
 SPECIALISED(train_4221_linear, 4, 2, 2, 1, LINEAR)
