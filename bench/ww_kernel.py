@@ -3,8 +3,8 @@ of ``mlp.c``: the native call ``nsr_mlp_train`` on a preallocated output, no Pyt
 
     python bench/ww_kernel.py [--baseline REV] [--P 100000] [--epochs 1 10] [--rounds 7]
 
-Both libraries are built from ``common.h`` and ``mlp.c`` (this tree's, and the ones of git revision
-``REV``, default HEAD) with the kernels' flags, loaded in one process and called alternately,
+Both libraries are built from ``common.h``, ``mlp_weightwise.h`` and ``mlp.c`` (this tree's, and
+those of git revision ``REV``, default HEAD) with the kernels' flags, loaded in one process and called alternately,
 ``rounds`` times each; the best CPU time per call is kept (the machine is shared: the minimum is
 the least disturbed). Prints ns of CPU per particle-step for each epoch count, the per-epoch
 cost from the difference (the step loops alone) and the rest (reading and writing the population
@@ -26,15 +26,19 @@ from nsr.kernels.mlp import LIBRARY
 from nsr.replicators import Weightwise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ("common.h", "mlp.c")
+FILES = ("common.h", "mlp_weightwise.h", "mlp.c")
 
 
 def sources_at(rev: str | None) -> dict[str, str]:
     """``{file: text}`` of the kernel sources in this tree (None) or at git revision ``rev``."""
     if rev is None:
         return {f: build.read_source(f) for f in FILES}
-    return {f: subprocess.run(["git", "show", f"{rev}:src/nsr/kernels/{f}"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout for f in FILES}
+    out = {}
+    for f in FILES:  # (older revisions lack some files)
+        res = subprocess.run(["git", "show", f"{rev}:src/nsr/kernels/{f}"], cwd=ROOT, capture_output=True, text=True)
+        if res.returncode == 0:
+            out[f] = res.stdout
+    return out
 
 
 def load(name: str, sources: dict[str, str]) -> ctypes.CDLL:
