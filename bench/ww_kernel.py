@@ -1,14 +1,17 @@
 """The weightwise full-batch self-training kernel alone, timed side by side with another version
 of ``mlp.c``: the native call ``nsr_mlp_train`` on a preallocated output, no Python in between.
 
-    python bench/ww_kernel.py [--baseline REV] [--P 100000] [--epochs 1 10] [--rounds 7]
+    python bench/ww_kernel.py [--baseline REV] [--P 100000] [--epochs 1 10] [--rounds 7] [--parts]
 
 Both libraries are built from ``common.h``, ``mlp_weightwise.h`` and ``mlp.c`` (this tree's, and
 those of git revision ``REV``, default HEAD) with the kernels' flags, loaded in one process and called alternately,
 ``rounds`` times each; the best CPU time per call is kept (the machine is shared: the minimum is
 the least disturbed). Prints ns of CPU per particle-step for each epoch count, the per-epoch
 cost from the difference (the step loops alone) and the rest (reading and writing the population
-once per call), and checks that both give the same bits.
+once per call), and checks that both give the same bits. ``--parts`` also times the two halves
+of this tree's weightwise full-batch code apart: the step and SGD update of each particle block
+alone (the blocks' genomes already in lanes, in L1), and the blocks' reading and writing alone
+(the transposes in registers and the memory traffic of ``P`` genomes in and out).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import torch
 from nsr.kernels import build
 from nsr.kernels.mlp import LIBRARY
 from nsr.replicators import Weightwise
+
+import ceiling  # bench/ceiling.py (this script's folder is on the path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("common.h", "mlp_weightwise.h", "mlp.c")
@@ -62,6 +67,58 @@ def caller(lib, activation: str, P: int, epochs: int, w, out, loss, ids, lr):
     return call
 
 
+PARTS = r"""
+#include "mlp_impl.h"
+/* the step and SGD update of nb blocks, their genomes read from and written to 64 blocks of
+   lanes (L1): no transposes, no population */
+int nsr_ww_step_only(int64_t nb, const float* ids, float lr, float* sink) {
+    static vf wv[64 * 14], ov[64 * 14];
+    vf idv[42];
+    for (int i = 0; i < 42; ++i) idv[i] = (vf){0} + ids[i];
+    for (int i = 0; i < 64 * 14; ++i) wv[i] = (vf){0} + 0.01f * (float)(i % 97 - 48);
+    const vf lrl = (vf){0} + lr;
+    vf s = {0};
+    for (int64_t b = 0; b < nb; ++b) {
+        vf wl[14], gl[14];
+        memcpy(wl, wv + 14 * (b & 63), sizeof wl);
+        s = s + ww4221_step(LINEAR, wl, wl, idv, gl);
+        int vinit = 0;
+        sgd(14, wl, gl, NULL, &vinit, lrl, 0.0f);
+        memcpy(ov + 14 * (b & 63), wl, sizeof wl);
+    }
+    *sink = s[0] + ov[0][0];
+    return 0;
+}
+/* reading and writing P genomes [P, 14] as the kernel does, nothing in between */
+int nsr_ww_io_only(int64_t P, const float* w, float* out) {
+    for (int64_t p0 = 0; p0 < P; p0 += LN) {
+        const int64_t np = P - p0 < LN ? P - p0 : LN;
+        vf b[14];
+        ww_load_rows(b, w, p0, np);
+        ww_store_rows(out, b, p0, np);
+    }
+    return 0;
+}
+"""
+
+
+def parts(P: int, rounds: int, ids, w) -> dict:
+    """ns per particle of the step and update alone and of the population's reading and writing
+    alone (this tree's code, see PARTS)."""
+    src = sources_at(None)
+    lib = ctypes.CDLL(build.compile_library("ww_parts", {"common.h": src["common.h"], "mlp_weightwise.h":
+                                                         src["mlp_weightwise.h"], "mlp_impl.h": src["mlp.c"],
+                                                         "parts.c": PARTS}))
+    lib.nsr_ww_step_only.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p]
+    lib.nsr_ww_io_only.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    out, sink = torch.empty(P, 14), torch.empty(1)
+    best = best_times({"step and update alone": lambda: lib.nsr_ww_step_only(P // 16, ids.data_ptr(), 0.01,
+                                                                                sink.data_ptr()),
+                       "reading and writing alone": lambda: lib.nsr_ww_io_only(P, w.data_ptr(), out.data_ptr())},
+                      rounds)
+    return {k: v / P * 1e9 for k, v in best.items()}
+
+
 def best_times(calls: dict, rounds: int, min_time: float = 0.05) -> dict:
     """Best CPU seconds per call of each function, measured alternately, ``rounds`` times."""
     n = {}
@@ -93,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--activation", default="linear")
+    ap.add_argument("--parts", action="store_true", help="also time the step and the population's I/O apart")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     libs = {"baseline": load("ww_baseline", sources_at(args.baseline)), "tree": load("ww_tree", sources_at(None))}
@@ -122,6 +180,14 @@ def main(argv=None) -> int:
             step = (ns[e1] - ns[e0]) / (e1 - e0)
             line += f"  | per epoch {step:.2f} ns, once per call {ns[e0] - e0 * step:.2f} ns"
         print(f"{k:9s} {line}")
+    if args.parts:
+        for k, ns in parts(P, args.rounds, ids, w).items():
+            print(f"tree, {k}: {ns:.2f} ns per particle")
+        peak, flops = ceiling.peak(repeats=args.rounds), ceiling.mlp_flops([4, 2, 2, 1], 14)
+        floor = flops / peak["mul_add_gflops"]
+        print(f"compute ceiling {peak['mul_add_gflops']:.1f} GFLOP/s (bench/ceiling.py): floor {floor:.2f} ns per "
+              f"particle-step; tree, one epoch: {floor / (best[('tree', min(args.epochs))] / P * 1e9 / min(args.epochs)):.0%}"
+              f" of the ceiling")
     return 0
 
 
