@@ -368,5 +368,5 @@ def test_native_kernels_are_called_with_named_arguments_only():
 
 
 def test_the_kernel_sources_ship_as_package_data():
-    for name in ("common.h", "mlp.c", "rnn.c"):
+    for name in ("common.h", "mlp.c", "mlp_weightwise.h", "rnn.c"):
         assert "nsr" in build.read_source(name)

@@ -45,3 +45,32 @@ def test_learn_from_through_the_compiled_layouts_equals_the_generic_kernel():
     finally:
         mlp.SPECIALISED = before
     assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_weightwise_full_batch_code_gives_the_generic_kernels_bits_in_every_mode(activation):
+    """The weightwise full batch has code of its own (linear and relu: sample by sample, blocks
+    transposed in registers): with momentum carried in and out, per-particle learning rates,
+    learn_from and a partial block it still computes the generic kernel's bits."""
+    rep = Weightwise(activation=activation)
+    w, teachers = (rep.init(53, generator=torch.Generator().manual_seed(s)) for s in (3, 4))  # 3 blocks + 5
+    lr = torch.linspace(0.001, 0.05, 53)[:, None]
+    velocity = 0.1 * torch.randn(53, rep.num_weights, generator=torch.Generator().manual_seed(5))
+    cases = [dict(epochs=4, batch_size=None), dict(epochs=1, batch_size=64, lr=lr),
+             dict(epochs=3, batch_size=None, momentum=0.9), dict(epochs=2, batch_size=None, momentum=0.5,
+                                                                 velocity=velocity, lr=lr)]
+    for kw in cases:
+        fast, generic = _train(rep, w, True, **kw), _train(rep, w, False, **kw)
+        assert torch.isfinite(generic.weights).all() and torch.isfinite(generic.loss).all()
+        for a, b in zip(fast, generic):
+            assert (a is None and b is None) or torch.equal(a, b), kw
+    before = mlp.SPECIALISED
+    try:
+        out = []
+        for flag in (True, False):
+            mlp.SPECIALISED = flag
+            out.append(learn_from(rep, w, teachers, epochs=3, batch_size=None, lr=lr, return_state=True))
+    finally:
+        mlp.SPECIALISED = before
+    for a, b in zip(*out):
+        assert (a is None and b is None) or torch.equal(a, b)

@@ -159,6 +159,8 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
     return rc;
 }
 
+#include "mlp_weightwise.h"  /* ww4221_train: weightwise 4-2-2-1 full batch, its own code */
+
 /* The same kernel compiled for the shipped layouts (weightwise and aggregating (2, 2)) with the
    widths and the activation as constants: the compiler unrolls the layers and keeps the kernels in
    registers. The arithmetic, and its order, is the generic kernel's: the same bits (tested). */
@@ -172,6 +174,9 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
         mlp_t m; const int dims[4] = {d0, d1, d2, d3}; \
         mlp_init(&m, 3, dims, act); \
         if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
+            if ((act == LINEAR || act == RELU) && !order)  /* (tanh, sigmoid: libm calls clobber registers) */ \
+                return ww4221_train(act, P, w, w_out, vel, vel_init, loss, src, self_samples, ids, lr, lr_stride, \
+                                    mom, epochs); \
             batch = 14; S = 14; \
             return mlp_train_impl(&m, TRAIN_PASS); \
         } \

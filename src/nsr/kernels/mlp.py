@@ -71,8 +71,8 @@ def mlp_apply(shapes, act: str, aT, cols):
     return mlp_forward(kernels(aT, shapes), act, cols)[-1]
 
 
-# ---- the native kernels (mlp.c) ------------------------------------------------------------------
-LIBRARY = Library("mlp", ["common.h", "mlp.c"], [
+# ---- the native kernels (mlp.c; its weightwise full batch in mlp_weightwise.h) ---------------------
+LIBRARY = Library("mlp", ["common.h", "mlp_weightwise.h", "mlp.c"], [
     Signature("nsr_mlp_train", P=i64, w=ptr, w_out=ptr, vel=ptr, vel_init=i32, loss=ptr, mode=i32, src=ptr,
               self_samples=i32, X=ptr, Y=ptr, S=i32, ids=ptr, order=ptr, batch=i32, lr=ptr, lr_stride=i32, mom=f32,
               epochs=i32, L=i32, dims=ptr, act=i32, specialised=i32),
