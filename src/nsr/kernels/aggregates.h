@@ -39,10 +39,13 @@ static int agg_ceil_log2(int64_t x) {  /* ATen's utils::CeilLog2 */
     return b;
 }
 
-/* ATen's row_sum: the n numbers x[0], x[st], x[2 st], ... as 4 interleaved partial sums, each
-   accumulated in levels of 2^lp rows (multi_row_sum), the remainder added to the first partial
-   sum, then the other three */
-HOT vf agg_row_sum(const vf* x, int64_t n, int64_t st) {
+/* a + b; `careful`: with agg_add's NaN (a constant where inlined; without NaN among the genome's
+   numbers every NaN of a sum is the machine's one default NaN, and the order does not matter) */
+HOT vf agg_plus(vf a, vf b, int careful) { return careful ? agg_add(a, b) : a + b; }
+
+/* ATen's row_sum of rows of at least 64 numbers: 4 interleaved partial sums accumulated in levels
+   of 2^lp rows (multi_row_sum) */
+static vf agg_row_sum_levels(const vf* x, int64_t n, int64_t st) {
     const int64_t rows = n / 4;
     int lp = agg_ceil_log2(rows) / 4;
     if (lp < 4) lp = 4;
@@ -69,69 +72,99 @@ HOT vf agg_row_sum(const vf* x, int64_t n, int64_t st) {
     return s;
 }
 
-/* torch's float32 mean of the n numbers x[0 .. n-1] (a contiguous row), torch vectors of V floats */
-HOT vf agg_mean(const vf* x, int n, int V) {
+/* ATen's row_sum: the n numbers x[0], x[st], x[2 st], ... as 4 interleaved partial sums, the
+   remainder added to the first, then the other three. Below 16 rows of 4 no level of
+   multi_row_sum closes, and its adds of the unused levels' zeros change no bit (a sum started
+   at +0 is never -0, and its NaNs are quiet already): plain running sums. */
+HOT vf agg_row_sum(const vf* x, int64_t n, int64_t st, int careful) {
+    const int64_t rows = n / 4;
+    if (rows >= 16) return agg_row_sum_levels(x, n, st);
+    vf a0 = (vf){0}, a1 = (vf){0}, a2 = (vf){0}, a3 = (vf){0};
+    for (int64_t i = 0; i < rows; ++i) {
+        a0 = agg_plus(a0, x[(4 * i) * st], careful);
+        a1 = agg_plus(a1, x[(4 * i + 1) * st], careful);
+        a2 = agg_plus(a2, x[(4 * i + 2) * st], careful);
+        a3 = agg_plus(a3, x[(4 * i + 3) * st], careful);
+    }
+    for (int64_t r = rows * 4; r < n; ++r) a0 = agg_plus(a0, x[r * st], careful);
+    return agg_plus(agg_plus(agg_plus(a0, a1, careful), a2, careful), a3, careful);
+}
+
+/* torch's float32 mean of the n numbers x[0 .. n-1] (a contiguous row), torch vectors of V floats.
+   (The sum's final add to the zeroed output changes no bit: the sum is never -0.) */
+HOT vf agg_mean(const vf* x, int n, int V, int careful) {
     vf s;
     if (n >= V) {                                          /* vectorized_inner_sum */
         const int nv = n / V;
-        vf lane[AGG_MAXV];
-        for (int t = 0; t < V; ++t) lane[t] = agg_row_sum(x + t, nv, V);
         s = (vf){0};
-        for (int k = nv * V; k < n; ++k) s = agg_add(s, x[k]);
-        for (int t = 0; t < V; ++t) s = agg_add(lane[t], s);        /* the lane sum first */
+        for (int k = nv * V; k < n; ++k) s = agg_plus(s, x[k], careful);
+        for (int t = 0; t < V; ++t)                        /* then the V lane sums, each first */
+            s = agg_plus(agg_row_sum(x + t, nv, V, careful), s, careful);
     } else {                                               /* scalar_inner_sum */
-        s = agg_row_sum(x, n, 1);
+        s = agg_row_sum(x, n, 1, careful);
     }
-    s = agg_add((vf){0}, s);                               /* accumulated into the zeroed output */
     return s / (float)n;
 }
 
 HOT vi agg_isnan(vf a) { return a != a; }
 
-/* Vectorized<float> maximum: the larger, a tie keeps b; NaN where either is NaN */
+/* Vectorized<float> maximum: the larger, a tie keeps b (NaNs are set by the caller) */
 HOT vf agg_vec_max(vf a, vf b) {
     const vi gt = a > b;
-    return (vf)((((vi)a & gt) | ((vi)b & ~gt)) | agg_isnan(a) | agg_isnan(b));
+    return (vf)(((vi)a & gt) | ((vi)b & ~gt));
 }
 
-/* max_impl: NaN where either is NaN (fixed up by the caller), else std::max: a tie keeps a */
+/* max_impl, std::max: the larger, a tie keeps a (NaNs are set by the caller) */
 HOT vf agg_max_impl(vf a, vf b) {
     const vi lt = a < b;
     return (vf)(((vi)b & lt) | ((vi)a & ~lt));
 }
 
-/* torch's float32 amax of the n numbers x[0 .. n-1] (a contiguous row), torch vectors of V floats */
+/* torch's float32 amax of the n numbers x[0 .. n-1] (a contiguous row), torch vectors of V floats.
+   Any NaN gives the canonical NaN, so the folds below need only say which of two equal numbers
+   (+0 and -0) stays. */
 HOT vf agg_max(const vf* x, int n, int V) {
     vi nan = agg_isnan(x[0]);
     for (int k = 1; k < n; ++k) nan = nan | agg_isnan(x[k]);
-    vf out = (vf){0} - INFINITY;                           /* the output starts at the lower bound */
     const int count = n / (4 * V);
-    if (count > 0) {                                       /* reduction128 */
-        vf acc[4][AGG_MAXV];
-        for (int j = 0; j < 4; ++j)
-            for (int t = 0; t < V; ++t) acc[j][t] = x[j * V + t];
-        for (int i = 1; i < count; ++i)
-            for (int j = 0; j < 4; ++j)
-                for (int t = 0; t < V; ++t) acc[j][t] = agg_vec_max(acc[j][t], x[(4 * i + j) * V + t]);
-        for (int t = 0; t < V; ++t)
-            acc[0][t] = agg_vec_max(agg_vec_max(acc[0][t], acc[1][t]), agg_vec_max(acc[2][t], acc[3][t]));
-        vf b = acc[0][0];
-        for (int t = 1; t < V; ++t) b = agg_max_impl(b, acc[0][t]);
+    vf out = (vf){0} - INFINITY;                           /* the output starts at the lower bound */
+    if (count > 0) {                                       /* reduction128, torch lane by lane */
+        vf b = (vf){0};
+        for (int t = 0; t < V; ++t) {
+            vf a0 = x[t], a1 = x[V + t], a2 = x[2 * V + t], a3 = x[3 * V + t];
+            for (int i = 1; i < count; ++i) {
+                const vf* r = x + 4 * i * V + t;
+                a0 = agg_vec_max(a0, r[0]); a1 = agg_vec_max(a1, r[V]);
+                a2 = agg_vec_max(a2, r[2 * V]); a3 = agg_vec_max(a3, r[3 * V]);
+            }
+            const vf c = agg_vec_max(agg_vec_max(a0, a1), agg_vec_max(a2, a3));
+            b = t ? agg_max_impl(b, c) : c;
+        }
         out = agg_max_impl(out, b);
+    } else {
+        out = x[0];                                        /* max_impl(-inf, x[0]), NaNs aside */
     }
-    for (int k = count * 4 * V; k < n; ++k) out = agg_max_impl(out, x[k]);
+    for (int k = count > 0 ? count * 4 * V : 1; k < n; ++k) out = agg_max_impl(out, x[k]);
     const vf qnan = (vf){0} + __builtin_nanf("");
     return (vf)(((vi)qnan & nan) | ((vi)out & ~nan));
 }
 
-/* the aggregates out[0 .. A-1] of the genome g[W] (lanes: particles) */
-HOT void agg_samples(const int* agg, const vf* g, vf* out) {
+/* the aggregates out[0 .. A-1] of the genomes g[W] (lanes: particles) */
+HOT void agg_samples(const int* agg, const vf* g, int W, vf* out) {
     const int op = agg[0], V = agg[1], A = agg[2];
     const int* bounds = agg + 3;
-    for (int a = 0; a < A; ++a) {
-        const int s = bounds[a], n = bounds[a + 1] - bounds[a];
-        out[a] = op == AGG_MAX ? agg_max(g + s, n, V) : agg_mean(g + s, n, V);
+    if (op == AGG_MAX) {
+        for (int a = 0; a < A; ++a) out[a] = agg_max(g + bounds[a], bounds[a + 1] - bounds[a], V);
+        return;
     }
+    vi nan = (vi){0};
+    for (int k = 0; k < W; ++k) nan = nan | agg_isnan(g[k]);
+    int careful = 0;
+    for (int l = 0; l < LN; ++l) careful |= nan[l];
+    if (careful)
+        for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 1);
+    else
+        for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 0);
 }
 
 /* whether agg describes A chunks that tile a genome of W weights, with a vector width taken */

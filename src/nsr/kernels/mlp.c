@@ -93,7 +93,7 @@ HOT void mlp_samples(const mlp_t* m, int mode, int S, int64_t p0, int64_t np, co
                         const vf* genome, const float* ids, const int* agg, vf* xs, vf* ys) {
     const int I = m->I, O = m->O;
     if (mode == 2) {
-        agg_samples(agg, genome, xs);
+        agg_samples(agg, genome, m->W, xs);
         if (ys) for (int o = 0; o < O; ++o) ys[o] = xs[o];
         return;
     }
@@ -275,7 +275,7 @@ int nsr_mlp_aggregate(int64_t P, int W, const int* agg, const float* b, float* o
     for (int64_t p0 = 0; p0 < P && !rc; p0 += LN) {
         const int64_t np = P - p0 < LN ? P - p0 : LN;
         load_rows(g, b, p0, W, np);
-        agg_samples(agg, g, res);
+        agg_samples(agg, g, W, res);
         store_rows(out, res, p0, A, np);
     }
     free(g); free(res);
