@@ -159,9 +159,8 @@ HOT void agg_samples(const int* agg, const vf* g, int W, vf* out) {
     }
     vi nan = (vi){0};
     for (int k = 0; k < W; ++k) nan = nan | agg_isnan(g[k]);
-    int careful = 0;
-    for (int l = 0; l < LN; ++l) careful |= nan[l];
-    if (careful)
+    const vi none = (vi){0};
+    if (memcmp(&nan, &none, sizeof nan))                   /* a NaN in some lane */
         for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 1);
     else
         for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 0);

@@ -168,8 +168,9 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
 }
 
 /* The same kernel compiled for the shipped layouts (weightwise and aggregating (2, 2)) with the
-   widths and the activation as constants: the compiler unrolls the layers and keeps the kernels in
-   registers. The arithmetic, and its order, is the generic kernel's: the same bits (tested). */
+   widths, the activation and the full batch (weightwise's 14 samples, aggregating's one) as
+   constants: the compiler unrolls the layers and keeps the kernels in registers. The arithmetic,
+   and its order, is the generic kernel's: the same bits (tested). */
 #define TRAIN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
     const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int* agg, \
     const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs
@@ -181,6 +182,10 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
         mlp_init(&m, 3, dims, act); \
         if (d3 == 1 && mode == 1 && S == 14 && batch >= 14) {  /* weightwise full batch: 14 samples a step */ \
             batch = 14; S = 14; \
+            return mlp_train_impl(&m, TRAIN_PASS); \
+        } \
+        if (d3 == d0 && S == 1) {  /* aggregating: one sample (its aggregates), one step an epoch */ \
+            batch = 1; S = 1; \
             return mlp_train_impl(&m, TRAIN_PASS); \
         } \
         return mlp_train_impl(&m, TRAIN_PASS); \
