@@ -39,8 +39,8 @@ static int agg_ceil_log2(int64_t x) {  /* ATen's utils::CeilLog2 */
     return b;
 }
 
-/* a + b; `careful`: with agg_add's NaN (a constant where inlined; without NaN among the genome's
-   numbers every NaN of a sum is the machine's one default NaN, and the order does not matter) */
+/* a + b; `careful`: by agg_add (a constant where inlined). Without a NaN among the numbers summed
+   every NaN of a sum is the machine's one default NaN, whatever the order of the operands. */
 HOT vf agg_plus(vf a, vf b, int careful) { return careful ? agg_add(a, b) : a + b; }
 
 /* ATen's row_sum of rows of at least 64 numbers: 4 interleaved partial sums accumulated in levels
@@ -149,8 +149,10 @@ HOT vf agg_max(const vf* x, int n, int V) {
     return (vf)(((vi)qnan & nan) | ((vi)out & ~nan));
 }
 
-/* the aggregates out[0 .. A-1] of the genomes g[W] (lanes: particles) */
-HOT void agg_samples(const int* agg, const vf* g, int W, vf* out) {
+/* the aggregates out[0 .. A-1] of the genomes g[W] (lanes: particles). The means are summed
+   plainly first: without a NaN among them no NaN was among their numbers, so they are torch's;
+   else they are summed again with agg_add. */
+HOT void agg_samples(const int* agg, const vf* g, vf* out) {
     const int op = agg[0], V = agg[1], A = agg[2];
     const int* bounds = agg + 3;
     if (op == AGG_MAX) {
@@ -158,12 +160,13 @@ HOT void agg_samples(const int* agg, const vf* g, int W, vf* out) {
         return;
     }
     vi nan = (vi){0};
-    for (int k = 0; k < W; ++k) nan = nan | agg_isnan(g[k]);
+    for (int a = 0; a < A; ++a) {
+        out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 0);
+        nan = nan | agg_isnan(out[a]);
+    }
     const vi none = (vi){0};
     if (memcmp(&nan, &none, sizeof nan))                   /* a NaN in some lane */
         for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 1);
-    else
-        for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 0);
 }
 
 /* whether agg describes A chunks that tile a genome of W weights, with a vector width taken */

@@ -93,7 +93,7 @@ HOT void mlp_samples(const mlp_t* m, int mode, int S, int64_t p0, int64_t np, co
                         const vf* genome, const float* ids, const int* agg, vf* xs, vf* ys) {
     const int I = m->I, O = m->O;
     if (mode == 2) {
-        agg_samples(agg, genome, m->W, xs);
+        agg_samples(agg, genome, xs);
         if (ys) for (int o = 0; o < O; ++o) ys[o] = xs[o];
         return;
     }
@@ -146,8 +146,9 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
         if (vel && vel_init) load_rows(vl, vel, p0, W, np);
         if (mode >= 1 && !self_samples) load_rows(gen, src, p0, W, np);
         for (int e = 0; e < epochs; ++e) {
-            if (mode >= 1 && self_samples) memcpy(gen, wl, sizeof(vf) * W);   /* epoch-start snapshot */
-            if (e == 0 || (mode >= 1 && self_samples)) mlp_samples(m, mode, S, p0, np, X, Y, gen, ids, agg, xs, ys);
+            if (mode == 1 && self_samples) memcpy(gen, wl, sizeof(vf) * W);   /* epoch-start snapshot */
+            if (e == 0 || (mode >= 1 && self_samples))      /* (aggregates: made before the epoch's step) */
+                mlp_samples(m, mode, S, p0, np, X, Y, mode == 2 && self_samples ? wl : gen, ids, agg, xs, ys);
             int steps = 0;
             vf total = {0};
             for (int t = 0; t < S; t += B) {
@@ -280,7 +281,7 @@ int nsr_mlp_aggregate(int64_t P, int W, const int* agg, const float* b, float* o
     for (int64_t p0 = 0; p0 < P && !rc; p0 += LN) {
         const int64_t np = P - p0 < LN ? P - p0 : LN;
         load_rows(g, b, p0, W, np);
-        agg_samples(agg, g, W, res);
+        agg_samples(agg, g, res);
         store_rows(out, res, p0, A, np);
     }
     free(g); free(res);
