@@ -123,6 +123,19 @@ HOT void store_rows(float* dst, const vf* src, int64_t p0, int n, int64_t np) {
     }
 }
 
+/* ask for the genomes of the block at p0 (read) and for their rows of the output (written): a
+   block's loads then find them in cache rather than wait for memory (a full block only) */
+#define PREFETCH 16                    /* blocks ahead */
+HOT void prefetch_block(const float* src, float* dst, int64_t p0, int n, int64_t P) {
+    if (p0 + LN > P) return;
+    const char* a = (const char*)(src + p0 * (int64_t)n);
+    char* b = (char*)(dst + p0 * (int64_t)n);
+    for (int64_t k = 0; k < (int64_t)LN * n * (int64_t)sizeof(float); k += 64) {
+        __builtin_prefetch(a + k, 0);
+        __builtin_prefetch(b + k, 1);
+    }
+}
+
 /* torch.optim.SGD (dampening 0, no Nesterov), as nsr.training.sgd_step computes it */
 HOT void sgd(int W, vf* w, const vf* g, vf* v, int* vinit, vf lr, float mom) {
     if (v) {

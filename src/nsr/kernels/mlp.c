@@ -142,6 +142,7 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
         const vf lrl = load_lr(lr, lr_stride, p0, np);
         vf sl = {0};
         load_rows(wl, w, p0, W, np);
+        prefetch_block(w, w_out, p0 + PREFETCH * LN, W, P);
         int vinit = vel_init;
         if (vel && vel_init) load_rows(vl, vel, p0, W, np);
         if (mode >= 1 && !self_samples) load_rows(gen, src, p0, W, np);
