@@ -91,7 +91,9 @@ class MLPKernel(KernelFamily):
 
     ``ids``: for replicators whose samples are read from the genome as (w_k, three ids) per weight
     (weightwise), a function ``device -> [W, 3]`` float32 of the ids; None when the replicator's
-    ``samples`` makes them (aggregating; ``num_samples`` per genome).
+    ``samples`` makes them (``num_samples`` per genome). The aggregating replicator's family,
+    whose one sample the native kernel makes from the genome too, is
+    :class:`nsr.kernels.aggregates.AggregatesKernel`.
     """
 
     library = LIBRARY
