@@ -64,9 +64,10 @@ def native_aggregate(b: torch.Tensor, bounds, aggregator: str, width: int) -> to
 
 
 def extreme_genomes(W: int, seed: int = 0, per_kind: int = 64) -> torch.Tensor:
-    """``[4 * per_kind, W]`` float32 genomes that tell torch's orders of summation apart: values
-    of every magnitude and sign, signed zeros among negatives (the max's ties), and infinities,
-    NaNs, subnormals and the largest floats sprinkled among ordinary values."""
+    """``[5 * per_kind, W]`` float32 genomes that tell torch's orders of summation apart: values
+    of every magnitude and sign, signed zeros among negatives (the max's ties), infinities, NaNs,
+    subnormals and the largest floats sprinkled among ordinary values, sums that cancel, and NaNs
+    of four signs and payloads (which of two NaNs a sum keeps)."""
     g = torch.Generator().manual_seed(seed)
     n = (per_kind, W)
     wide = torch.randn(n, generator=g) * torch.exp2(torch.randint(-40, 40, n, generator=g).float())
@@ -78,7 +79,12 @@ def extreme_genomes(W: int, seed: int = 0, per_kind: int = 64) -> torch.Tensor:
     sprinkled[hit] = special[torch.randint(0, len(special), (int(hit.sum()),), generator=g)]
     cancelling = torch.randn(n, generator=g) * 1e30
     cancelling[:, 1::2] = -cancelling[:, 0::2][:, : W // 2] + torch.randn(per_kind, W // 2, generator=g)
-    return torch.cat([wide, zeros, sprinkled, cancelling]).contiguous()
+    # NaNs 0x7FC00000 (torch's), 0x7FC00123, 0xFFC00456, 0xFFC00000 (x86's default NaN)
+    payloads = torch.tensor([0x7FC00000, 0x7FC00123, -0x3FFBAA, -0x400000], dtype=torch.int32).view(torch.float32)
+    nans = torch.randn(n, generator=g) * 1e3
+    hit = torch.rand(n, generator=g) < 0.3
+    nans[hit] = payloads[torch.randint(0, len(payloads), (int(hit.sum()),), generator=g)]
+    return torch.cat([wide, zeros, sprinkled, cancelling, nans]).contiguous()
 
 
 def torch_vector_width(bounds, aggregator: str):
