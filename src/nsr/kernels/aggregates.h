@@ -4,12 +4,12 @@
    particles, so every lane follows torch's own order of operations on its row:
 
    - mean: ATen's cascade sum (SumKernel.cpp) into a zeroed output, then a division by the chunk's
-     length. Where both terms of a sum are NaN, torch's binary keeps the accumulator's (x86 keeps
-     the first operand's), except when the lane sums are added, where it keeps the lane sum's: C
-     leaves the order of the operands to the compiler, so agg_add says it. Rows shorter than torch's vector width V: four interleaved partial sums (row_sum),
+     length. Rows shorter than torch's vector width V: four interleaved partial sums (row_sum),
      the remainder added to the first, then the other three. Longer rows: V such sums, one per
      vector lane, over the whole vectors of the row, then the remainder and the V lane sums added
-     in order to zero.
+     in order to zero. Where both terms of a sum are NaN, torch's binary keeps the accumulator's
+     (x86 keeps the first operand's), except when the lane sums are added, where it keeps the lane
+     sum's: C leaves the order of the operands to the compiler, so agg_add says it.
    - max: ATen's vectorised reduction (Reduce.h, binary_kernel_reduce_vec) from -inf: rows of at
      least 4 V numbers are first reduced as 4 vectors (maximum: a tie keeps the later number, a
      NaN makes NaN), then lane by lane; the rest one by one (std::max: a tie keeps the earlier
@@ -22,7 +22,6 @@
 #include "common.h"
 
 enum { AGG_MEAN = 0, AGG_MAX = 1 };
-#define AGG_MAXV 64                    /* largest torch vector width taken */
 
 /* a + b, a NaN result being a's NaN (quieted) where a is one, else b's, else the sum's (x86's rule
    for its first operand a) */
@@ -169,9 +168,9 @@ HOT void agg_samples(const int* agg, const vf* g, vf* out) {
         for (int a = 0; a < A; ++a) out[a] = agg_mean(g + bounds[a], bounds[a + 1] - bounds[a], V, 1);
 }
 
-/* whether agg describes A chunks that tile a genome of W weights, with a vector width taken */
+/* whether agg describes A chunks that tile a genome of W weights */
 static int agg_valid(const int* agg, int W, int A) {
-    if (!agg || (agg[0] != AGG_MEAN && agg[0] != AGG_MAX) || agg[1] < 1 || agg[1] > AGG_MAXV || agg[2] != A)
+    if (!agg || (agg[0] != AGG_MEAN && agg[0] != AGG_MAX) || agg[1] < 1 || agg[2] != A)
         return 0;
     const int* bounds = agg + 3;
     if (bounds[0] != 0 || bounds[A] != W) return 0;
