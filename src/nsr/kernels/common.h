@@ -15,6 +15,7 @@
 #define MAXL 64                        /* layers */
 typedef float vf __attribute__((vector_size(4 * LN)));   /* one number of LN particles */
 typedef int32_t vi __attribute__((vector_size(4 * LN)));
+typedef float vfu __attribute__((vector_size(4 * LN), aligned(4), may_alias));   /* vf at any float */
 #define HOT static inline __attribute__((always_inline))
 
 enum { LINEAR = 0, TANH = 1, SIGMOID = 2, RELU = 3 };
@@ -42,13 +43,53 @@ HOT vf act_bwd(int act, vf d, vf y) {
 static void* valloc(size_t n) { return aligned_alloc(64, (n ? n : 1) * sizeof(vf)); }
 
 /* ---- particle blocks: rows of particle-first arrays [P, n] to and from lanes ------------------- */
+/* t[r] (lane c: number c of particle r) -> t[c] (lane r: number c of particle r): log2(LN) stages,
+   each swapping bit s of r with bit s of c by two-vector shuffles with constant masks */
+#define TILE_M0(c, s) (((c) & (s)) ? LN + ((c) ^ (s)) : (c))   /* rows with bit s clear */
+#define TILE_M1(c, s) (((c) & (s)) ? LN + (c) : ((c) ^ (s)))   /* rows with bit s set */
+#if LN == 16
+#define TILE_MASK(f, s) (vi){f(0, s), f(1, s), f(2, s), f(3, s), f(4, s), f(5, s), f(6, s), f(7, s), \
+                             f(8, s), f(9, s), f(10, s), f(11, s), f(12, s), f(13, s), f(14, s), f(15, s)}
+#else
+#define TILE_MASK(f, s) (vi){f(0, s), f(1, s), f(2, s), f(3, s), f(4, s), f(5, s), f(6, s), f(7, s)}
+#endif
+#define TILE_STAGE(t, s) do { \
+        const vi m0 = TILE_MASK(TILE_M0, s), m1 = TILE_MASK(TILE_M1, s); \
+        for (int r = 0; r < LN; ++r) \
+            if (!(r & (s))) { \
+                const vf a = t[r], b = t[r | (s)]; \
+                t[r] = __builtin_shuffle(a, b, m0); \
+                t[r | (s)] = __builtin_shuffle(a, b, m1); \
+            } \
+    } while (0)
+
+HOT void transpose_tile(vf* t) {
+#if LN == 16
+    TILE_STAGE(t, 8);
+#endif
+    TILE_STAGE(t, 4);
+    TILE_STAGE(t, 2);
+    TILE_STAGE(t, 1);
+}
+
+/* A full block's rows are contiguous: they move as tiles of LN x LN numbers, whole vectors each
+   (a tile's row reading or writing past its end stays inside the block; writes there are made
+   before the numbers that belong there: tiles from the last, rows in order), transposed in
+   registers. The last row of a partial tile moves number by number. */
 HOT void load_rows(vf* dst, const float* src, int64_t p0, int n, int64_t np) {
-    if (np == LN) {                                       /* a full block: each vector built in a register */
-        const float* rows = src + p0 * (int64_t)n;       /* (never from LN narrow stores: no stalled loads) */
-        for (int k = 0; k < n; ++k) {
-            vf t;
-            for (int l = 0; l < LN; ++l) t[l] = rows[(int64_t)l * n + k];
-            dst[k] = t;
+    if (np == LN) {
+        const float* rows = src + p0 * (int64_t)n;
+        const int64_t end = (int64_t)LN * n;
+        for (int k0 = 0; k0 < n; k0 += LN) {
+            const int w = n - k0 < LN ? n - k0 : LN;
+            vf t[LN];
+            for (int r = 0; r < LN; ++r) {
+                const int64_t at = (int64_t)r * n + k0;
+                if (at + LN <= end) t[r] = *(const vfu*)(rows + at);    /* one vector load */
+                else { t[r] = (vf){0}; for (int c = 0; c < w; ++c) t[r][c] = rows[at + c]; }
+            }
+            transpose_tile(t);
+            for (int c = 0; c < w; ++c) dst[k0 + c] = t[c];
         }
         return;
     }
@@ -60,9 +101,38 @@ HOT void load_rows(vf* dst, const float* src, int64_t p0, int n, int64_t np) {
 }
 
 HOT void store_rows(float* dst, const vf* src, int64_t p0, int n, int64_t np) {
+    if (np == LN) {
+        float* rows = dst + p0 * (int64_t)n;
+        const int64_t end = (int64_t)LN * n;
+        for (int k0 = (n - 1) / LN * LN; k0 >= 0; k0 -= LN) {
+            const int w = n - k0 < LN ? n - k0 : LN;
+            vf t[LN];
+            for (int c = 0; c < LN; ++c) t[c] = c < w ? src[k0 + c] : (vf){0};
+            transpose_tile(t);
+            for (int r = 0; r < LN; ++r) {
+                const int64_t at = (int64_t)r * n + k0;
+                if (at + LN <= end) *(vfu*)(rows + at) = t[r];
+                else for (int c = 0; c < w; ++c) rows[at + c] = t[r][c];
+            }
+        }
+        return;
+    }
     for (int l = 0; l < np; ++l) {
         float* row = dst + (p0 + l) * (int64_t)n;
         for (int k = 0; k < n; ++k) row[k] = src[k][l];
+    }
+}
+
+/* ask for the genomes of the block at p0 (read) and for their rows of the output (written): a
+   block's loads then find them in cache rather than wait for memory (a full block only) */
+#define PREFETCH 16                    /* blocks ahead */
+HOT void prefetch_block(const float* src, float* dst, int64_t p0, int n, int64_t P) {
+    if (p0 + LN > P) return;
+    const char* a = (const char*)(src + p0 * (int64_t)n);
+    char* b = (char*)(dst + p0 * (int64_t)n);
+    for (int64_t k = 0; k < (int64_t)LN * n * (int64_t)sizeof(float); k += 64) {
+        __builtin_prefetch(a + k, 0);
+        __builtin_prefetch(b + k, 1);
     }
 }
 

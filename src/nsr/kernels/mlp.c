@@ -1,5 +1,6 @@
 /* The dense MLP family (weightwise, aggregating): see nsr/kernels/mlp.py. */
 #include "common.h"
+#include "aggregates.h"
 
 /* ---- MLP networks: L dense layers dims[0] -> ... -> dims[L], no biases ------------------------ */
 typedef struct {
@@ -86,10 +87,16 @@ HOT vf mlp_step_grad(const mlp_t* m, const vf* w, vf* h, const vf* y, int B, vf*
 }
 
 /* the samples of the block: mode 0 from X [P, S, I] and Y [P, S, O]; mode 1 weightwise, from the
-   genomes `genome` and the id table ids [S, 3] */
+   genomes `genome` and the id table ids [S, 3]; mode 2 aggregating, one sample: the aggregates of
+   the genomes (as inputs and as targets), described by agg (aggregates.h) */
 HOT void mlp_samples(const mlp_t* m, int mode, int S, int64_t p0, int64_t np, const float* X, const float* Y,
-                        const vf* genome, const float* ids, vf* xs, vf* ys) {
+                        const vf* genome, const float* ids, const int* agg, vf* xs, vf* ys) {
     const int I = m->I, O = m->O;
+    if (mode == 2) {
+        agg_samples(agg, genome, xs);
+        if (ys) for (int o = 0; o < O; ++o) ys[o] = xs[o];
+        return;
+    }
     if (mode == 1) {
         for (int s = 0; s < S; ++s) {
             xs[s * I] = genome[s];
@@ -120,9 +127,10 @@ HOT void gather(const vf* xs, const vf* ys, int n_in, int n_out, int stride, vf*
     }
 }
 
-HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
+HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int* agg, const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs) {
     const int W = m->W, I = m->I, O = m->O;
     if (mode == 1 && (I != 4 || O != 1 || S != W)) return 2;
+    if (mode == 2 && (I != O || S != 1 || !agg_valid(agg, W, I))) return 2;
     if (batch < 1 || batch > S) batch = S;
     const int B = batch;
     vf *wl = valloc(W), *gl = valloc(W), *vl = valloc(W), *gen = valloc(W), *xs = valloc(S * I), *ys = valloc(S * O);
@@ -134,12 +142,14 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
         const vf lrl = load_lr(lr, lr_stride, p0, np);
         vf sl = {0};
         load_rows(wl, w, p0, W, np);
+        prefetch_block(w, w_out, p0 + PREFETCH * LN, W, P);
         int vinit = vel_init;
         if (vel && vel_init) load_rows(vl, vel, p0, W, np);
-        if (mode == 1 && !self_samples) load_rows(gen, src, p0, W, np);
+        if (mode >= 1 && !self_samples) load_rows(gen, src, p0, W, np);
         for (int e = 0; e < epochs; ++e) {
             if (mode == 1 && self_samples) memcpy(gen, wl, sizeof(vf) * W);   /* epoch-start snapshot */
-            if (e == 0 || (mode == 1 && self_samples)) mlp_samples(m, mode, S, p0, np, X, Y, gen, ids, xs, ys);
+            if (e == 0 || (mode >= 1 && self_samples))      /* (aggregates: made before the epoch's step) */
+                mlp_samples(m, mode, S, p0, np, X, Y, mode == 2 && self_samples ? wl : gen, ids, agg, xs, ys);
             int steps = 0;
             vf total = {0};
             for (int t = 0; t < S; t += B) {
@@ -162,12 +172,13 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
 #include "mlp_weightwise.h"  /* ww4221_train: weightwise 4-2-2-1 full batch, its own code */
 
 /* The same kernel compiled for the shipped layouts (weightwise and aggregating (2, 2)) with the
-   widths and the activation as constants: the compiler unrolls the layers and keeps the kernels in
-   registers. The arithmetic, and its order, is the generic kernel's: the same bits (tested). */
+   widths, the activation and the full batch (weightwise's 14 samples, aggregating's one) as
+   constants: the compiler unrolls the layers and keeps the kernels in registers. The arithmetic,
+   and its order, is the generic kernel's: the same bits (tested). */
 #define TRAIN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
-    const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, \
+    const float* src, int self_samples, const float* X, const float* Y, int S, const float* ids, const int* agg, \
     const int64_t* order, int batch, const float* lr, int lr_stride, float mom, int epochs
-#define TRAIN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, ids, order, batch, lr, \
+#define TRAIN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, ids, agg, order, batch, lr, \
     lr_stride, mom, epochs
 #define SPECIALISED(name, d0, d1, d2, d3, act) \
     static int name(TRAIN_ARGS) { \
@@ -178,6 +189,10 @@ HOT int mlp_train_impl(const mlp_t* m, int64_t P, const float* w, float* w_out, 
                 return ww4221_train(act, P, w, w_out, vel, vel_init, loss, src, self_samples, ids, lr, lr_stride, \
                                     mom, epochs); \
             batch = 14; S = 14; \
+            return mlp_train_impl(&m, TRAIN_PASS); \
+        } \
+        if (d3 == d0 && S == 1) {  /* aggregating: one sample (its aggregates), one step an epoch */ \
+            batch = 1; S = 1; \
             return mlp_train_impl(&m, TRAIN_PASS); \
         } \
         return mlp_train_impl(&m, TRAIN_PASS); \
@@ -243,7 +258,7 @@ static int mlp_apply_impl(const mlp_t* m, int64_t P, const float* a, int mode, c
         const int64_t np = P - p0 < LN ? P - p0 : LN;
         load_rows(wl, a, p0, W, np);
         if (mode == 1) load_rows(gen, b, p0, W, np);
-        mlp_samples(m, mode, S, p0, np, X, NULL, gen, ids, xs, NULL);
+        mlp_samples(m, mode, S, p0, np, X, NULL, gen, ids, NULL, xs, NULL);
         for (int s = 0; s < S; ++s)
             for (int i = 0; i < I; ++i) h[(int64_t)s * m->sumd + i] = xs[s * I + i];
         mlp_fwd(m, wl, h, S);
@@ -260,4 +275,21 @@ int nsr_mlp_apply(int64_t P, int L, const int* dims, int act, const float* a, in
     mlp_t m;
     if (mlp_init(&m, L, dims, act)) return 1;
     return mlp_apply_impl(&m, P, a, mode, b, X, S, ids, out);
+}
+
+/* out [P, A]: the aggregates of genomes b [P, W] described by agg (aggregates.h), as the training
+   kernel makes its samples */
+int nsr_mlp_aggregate(int64_t P, int W, const int* agg, const float* b, float* out) {
+    if (!agg || !agg_valid(agg, W, agg[2])) return 2;
+    const int A = agg[2];
+    vf *g = valloc(W), *res = valloc(A);
+    int rc = (!g || !res) ? 3 : 0;
+    for (int64_t p0 = 0; p0 < P && !rc; p0 += LN) {
+        const int64_t np = P - p0 < LN ? P - p0 : LN;
+        load_rows(g, b, p0, W, np);
+        agg_samples(agg, g, res);
+        store_rows(out, res, p0, A, np);
+    }
+    free(g); free(res);
+    return rc;
 }

@@ -72,13 +72,14 @@ def mlp_apply(shapes, act: str, aT, cols):
 
 
 # ---- the native kernels (mlp.c; its weightwise full batch in mlp_weightwise.h) ---------------------
-LIBRARY = Library("mlp", ["common.h", "mlp_weightwise.h", "mlp.c"], [
+LIBRARY = Library("mlp", ["common.h", "aggregates.h", "mlp_weightwise.h", "mlp.c"], [
     Signature("nsr_mlp_train", P=i64, w=ptr, w_out=ptr, vel=ptr, vel_init=i32, loss=ptr, mode=i32, src=ptr,
-              self_samples=i32, X=ptr, Y=ptr, S=i32, ids=ptr, order=ptr, batch=i32, lr=ptr, lr_stride=i32, mom=f32,
-              epochs=i32, L=i32, dims=ptr, act=i32, specialised=i32),
+              self_samples=i32, X=ptr, Y=ptr, S=i32, ids=ptr, agg=ptr, order=ptr, batch=i32, lr=ptr, lr_stride=i32,
+              mom=f32, epochs=i32, L=i32, dims=ptr, act=i32, specialised=i32),
     Signature("nsr_mlp_loss_grad", P=i64, L=i32, dims=ptr, act=i32, w=ptr, X=ptr, Y=ptr, B=i32, loss=ptr, grad=ptr),
     Signature("nsr_mlp_apply", P=i64, L=i32, dims=ptr, act=i32, a=ptr, mode=i32, b=ptr, X=ptr, S=i32, ids=ptr,
               out=ptr),
+    Signature("nsr_mlp_aggregate", P=i64, W=i32, agg=ptr, b=ptr, out=ptr),
 ])
 
 
@@ -90,7 +91,9 @@ class MLPKernel(KernelFamily):
 
     ``ids``: for replicators whose samples are read from the genome as (w_k, three ids) per weight
     (weightwise), a function ``device -> [W, 3]`` float32 of the ids; None when the replicator's
-    ``samples`` makes them (aggregating; ``num_samples`` per genome).
+    ``samples`` makes them (``num_samples`` per genome). The aggregating replicator's family,
+    whose one sample the native kernel makes from the genome too, is
+    :class:`nsr.kernels.aggregates.AggregatesKernel`.
     """
 
     library = LIBRARY
@@ -147,15 +150,22 @@ class MLPKernel(KernelFamily):
     # ---- native ---------------------------------------------------------------------------------
     def native_train(self, *, w, out, vel, vel_init, loss, src, self_samples, X, Y, order, batch, lr, lr_stride,
                      momentum, epochs):
-        d, act = int_array(self.dims), ACT_CODES[self.activation]
         S = X.shape[1] if X is not None else self.num_weights
         ids = None if X is not None else self.ids("cpu").contiguous()
+        self._native_train(w, out, vel, vel_init, loss, src, self_samples, X, Y, S, 0 if X is not None else 1,
+                           ids, None, order, batch, lr, lr_stride, momentum, epochs)
+
+    def _native_train(self, w, out, vel, vel_init, loss, src, self_samples, X, Y, S, mode, ids, agg, order, batch,
+                      lr, lr_stride, momentum, epochs):
+        """mlp.c's training epochs on samples ``X, Y`` (mode 0), weightwise samples of the genomes
+        with the id table ``ids`` (mode 1) or their aggregates described by ``agg`` (mode 2)."""
+        d, act = int_array(self.dims), ACT_CODES[self.activation]
 
         def call(p0, p1):
             return LIBRARY.call("nsr_mlp_train", P=p1 - p0, L=len(self.dims) - 1, dims=d, act=act, w=row(w, p0),
                                 w_out=row(out, p0), vel=row(vel, p0), vel_init=int(vel_init), loss=row(loss, p0),
-                                mode=0 if X is not None else 1, src=row(src, p0), self_samples=int(self_samples),
-                                X=row(X, p0), Y=row(Y, p0), S=S, ids=pointer(ids), order=row(order, p0),
+                                mode=mode, src=row(src, p0), self_samples=int(self_samples),
+                                X=row(X, p0), Y=row(Y, p0), S=S, ids=pointer(ids), agg=agg, order=row(order, p0),
                                 batch=batch, lr=row(lr, p0) if lr_stride else pointer(lr), lr_stride=lr_stride,
                                 mom=float(momentum), epochs=epochs, specialised=int(SPECIALISED))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from nsr.kernels import MLPKernel
+from nsr.kernels.aggregates import AggregatesKernel
 from nsr.random import uniform
 from nsr.replicators.base import ACTIVATIONS, MLPReplicator, check_choice, check_positive_int
 
@@ -37,7 +37,7 @@ class Aggregating(MLPReplicator):
         size = W // A
         self.bounds = [(c * size, (c + 1) * size if c < A - 1 else W) for c in range(A)]
         self._chunk_of = {}
-        self.kernel = MLPKernel(self.shapes, activation)  # samples: the aggregates, from self.samples
+        self.kernel = AggregatesKernel(self.shapes, activation, self.bounds, aggregator)  # its one sample: the aggregates
 
     @property
     def hparams(self):
@@ -57,8 +57,7 @@ class Aggregating(MLPReplicator):
     def aggregate(self, b: torch.Tensor) -> torch.Tensor:
         """``[P, A]`` the aggregates of genomes ``b`` ``[P, W]``."""
         self.check_weights(b, "b")
-        cols = [b[:, s:e].mean(1) if self.aggregator == "mean" else b[:, s:e].amax(1) for s, e in self.bounds]
-        return torch.stack(cols, dim=1)
+        return self.kernel.aggregate(b)
 
     def samples(self, w):
         agg = self.aggregate(w)[:, None, :]  # [P, 1, A]
