@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nsr.callbacks.logs import log_epoch_metrics, log_final_hparams, second_order, tensorboard_root, time_unit
+from nsr.callbacks.logs import flush_scalar_events, log_epoch_metrics, log_final_hparams, second_order, tensorboard_root, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify, distance
 from nsr.fixpoints import counts as class_counts
 from nsr.metrics import PopulationStats, population_scalars
@@ -81,6 +81,12 @@ class FixpointMonitor(Callback):
             "log_dir": log_dir, "tensorboard_dir": tensorboard_root(trainer, log_dir),
             "checkpoint": getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "") if ckpt else "",
         }
+
+    def on_exception(self, trainer, pl_module, exception):
+        flush_scalar_events(trainer)
+
+    def teardown(self, trainer, pl_module, stage):
+        flush_scalar_events(trainer)
 
     def on_fit_end(self, trainer, pl_module):
         if self.summary and self.final is not None and trainer.is_global_zero:
