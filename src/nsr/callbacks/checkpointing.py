@@ -3,15 +3,7 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-
-def fit_ends_after_this_epoch(trainer) -> bool:
-    """Whether the epoch now ending is the fit's last: ``max_epochs`` (or ``max_steps``) reached,
-    or a callback asked the trainer to stop (Ctrl-C through ``StopOnInterrupt``, early stopping)."""
-    if trainer.should_stop:
-        return True
-    if trainer.max_epochs is not None and trainer.max_epochs != -1 and trainer.current_epoch + 1 >= trainer.max_epochs:
-        return True
-    return trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+from nsr.scalar_logs import fit_ends_after_this_epoch  # noqa: F401 - also importable from here
 
 
 class PeriodicCheckpoint(ModelCheckpoint):

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nsr.modules.population import PopulationModule, count_optimizer_step
+from nsr.scalar_logs import log_epoch_metrics
 from nsr.modules.strategy import SoupStrategy, check_sharding_strategy, population_shard  # noqa: F401 (re-exported)
 from nsr.replicators import Replicator, Weightwise, from_config
 from nsr.sharding import Shard, gather_rows
@@ -221,10 +222,7 @@ class SoupModule(PopulationModule):
         soup (equal on every rank, so no reduction), with the generations done as the step, as the
         fixpoint callbacks do; they also go into ``trainer.callback_metrics`` on every rank."""
         metrics = {f"soup/{key}": float(self.events.get(key, 0)) for key in EVENT_COUNTS}
-        trainer = self.trainer
-        for logger in trainer.loggers:  # loggers write on rank 0 only
-            logger.log_metrics(metrics, step=self.generation)
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        log_epoch_metrics(self.trainer, metrics, step=self.generation)  # loggers write on rank 0 only
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
