@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from lightning.pytorch.callbacks import ProgressBar
 
@@ -51,8 +52,10 @@ class EpochProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer, pl_module):
         if self._bar is None:
             return
-        # the monitor and the epoch's loss are logged after this hook: these are the previous epoch's
-        self._set_postfix(trainer)
+        # the monitor and the epoch's loss are logged after this hook: these are the previous epoch's;
+        # written only when the bar is about to be redrawn (formatting them costs more than a small epoch)
+        if time.time() - self._bar.last_print_t >= self.refresh_s:  # tqdm keeps time.time()
+            self._set_postfix(trainer)
         self._bar.update(1)
 
     def on_train_end(self, trainer, pl_module):
