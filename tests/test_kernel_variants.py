@@ -6,7 +6,7 @@ import torch
 
 from nsr.kernels import mlp, rnn
 from nsr.replicators import ACTIVATIONS, Aggregating, Recurrent, Weightwise
-from nsr.training import learn_from, self_train
+from nsr.training import learn_from, self_train, train_epoch
 
 
 def _train(rep, w, specialised, **kw):
@@ -74,3 +74,31 @@ def test_weightwise_full_batch_code_gives_the_generic_kernels_bits_in_every_mode
         mlp.SPECIALISED = before
     for a, b in zip(*out):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+@pytest.mark.parametrize("P", [1, 16, 32, 45])  # one lane; one block alone; one pair; two pairs, the last partial
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_recurrent_blocks_interleaved_in_pairs_give_a_lone_blocks_bits(P, activation):
+    """The shipped recurrent layout runs particle blocks in interleaved pairs (rnn.c); every particle
+    (self-training, learning from teachers, shuffled data sequences) ends with the bits of the generic
+    kernel, which runs one block at a time, whatever the number of blocks and the partner's fill."""
+    rep = Recurrent(activation=activation)
+    w, teachers = (rep.init(P, generator=torch.Generator().manual_seed(s)) * 0.5 for s in (0, 1))
+    x, y = (torch.randn(P, 3, 6, 1, generator=torch.Generator().manual_seed(s)) * 0.5 for s in (2, 3))
+    lr = torch.linspace(0.001, 0.05, P)[:, None]
+    before = rnn.SPECIALISED
+    try:
+        out = []
+        for flag in (True, False):
+            rnn.SPECIALISED = flag
+            out.append([
+                self_train(rep, w, epochs=2, lr=lr, batch_size=None, momentum=0.9),
+                learn_from(rep, w, teachers, epochs=2, generator=torch.Generator().manual_seed(4)),
+                train_epoch(rep, w, x, y, lr=lr, batch_size=2, momentum=0.9,
+                            generator=torch.Generator().manual_seed(5)).weights,
+            ])
+    finally:
+        rnn.SPECIALISED = before
+    for fast, generic in zip(*out):
+        assert torch.isfinite(generic).all()
+        assert torch.equal(fast, generic)
