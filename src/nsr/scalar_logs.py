@@ -98,3 +98,31 @@ def log_epoch_metrics(trainer, metrics: dict[str, float], prog_bar: Sequence[str
     else:
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
     trainer.progress_bar_metrics.update({k: v for k, v in metrics.items() if k in prog_bar})
+
+
+_bins: list = []
+
+
+def log_histogram(trainer, tag: str, values: torch.Tensor, step: int) -> None:
+    """A TensorBoard histogram of ``values`` (finite, any shape) at ``step``: the summary
+    ``SummaryWriter.add_histogram`` makes (TensorBoard's default buckets), written with the run's
+    per-epoch events (rank 0; TensorBoard loggers without a prefix)."""
+    import numpy as np
+    from torch.utils.tensorboard.summary import histogram
+
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if type(logger) is not TensorBoardLogger or logger._prefix:
+            continue
+        writer = logger.experiment
+        if not _bins:
+            _bins.append(np.asarray(writer.default_bins))  # the same edges, made an array once
+        summary = histogram(tag, values, _bins[0])
+        events = scalar_events(logger)
+        if events is None:
+            writer._get_file_writer().add_summary(summary, step)
+        else:
+            native_checksums()
+            events.add(summary, step, time.time())
+

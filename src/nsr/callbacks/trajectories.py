@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from nsr.callbacks.figures import trajectory_figures
 from nsr.callbacks.logs import gather_ids, log_figure, second_order, tensorboard_writer, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify
+from nsr.scalar_logs import log_histogram
 
 
 class TrajectoryRecorder(Callback):
@@ -39,12 +40,11 @@ class TrajectoryRecorder(Callback):
         self.times.append(int(time))
         self.ids.append(ids[:n].clone())
         self.weights.append(w[:n].detach().float().cpu().clone())
-        writer = tensorboard_writer(trainer)
-        if self.histograms and writer is not None:
+        if self.histograms:
             values = w[:10_000].detach().cpu().flatten()
             values = values[values.abs() < 1e20]  # finite, and inside TensorBoard's default buckets (it fails beyond)
             if values.numel():
-                writer.add_histogram("weights/population", values, global_step=time)
+                log_histogram(trainer, "weights/population", values, time)
 
     def on_train_start(self, trainer, pl_module):
         if not self.times:  # a resumed run already holds its earlier records
