@@ -125,4 +125,6 @@ def log_histogram(trainer, tag: str, values: torch.Tensor, step: int) -> None:
         else:
             native_checksums()
             events.add(summary, step, time.time())
+            if time.monotonic() - events.last_flush >= FLUSH_SECONDS:
+                events.flush()
 

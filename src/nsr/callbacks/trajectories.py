@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from nsr.callbacks.figures import trajectory_figures
 from nsr.callbacks.logs import gather_ids, log_figure, second_order, tensorboard_writer, time_unit
 from nsr.fixpoints import CLASS_NAMES, classify
-from nsr.scalar_logs import log_histogram
+from nsr.scalar_logs import flush_scalar_events, log_histogram
 
 
 class TrajectoryRecorder(Callback):
@@ -57,6 +57,7 @@ class TrajectoryRecorder(Callback):
             self.record(trainer, pl_module, epoch)
 
     def on_train_end(self, trainer, pl_module):
+        flush_scalar_events(trainer)  # the histograms recorded so far
         w = pl_module.gather_population()
         ids = gather_ids(pl_module, w.shape[0])  # may be a collective too: every rank calls it
         log_dir = trainer.log_dir
