@@ -104,7 +104,7 @@ def test_recurrent_blocks_interleaved_in_pairs_give_a_lone_blocks_bits(P, activa
         assert torch.equal(fast, generic)
 
 
-@pytest.mark.parametrize("P", [1, 17, 33])  # one lane; a full block and one particle; two full blocks and one
+@pytest.mark.parametrize("P", [1, 17, 33, 70])  # one lane; full blocks and one partial; 70: four full blocks, then more
 def test_recurrent_particle_alone_equals_itself_inside_full_blocks_moved_in_registers(P):
     """A full block of the shipped recurrent layout's genomes (and velocities) moves to and from lanes
     as a tile transposed in registers and a gather (scatter) of the 17th numbers (rnn.c), a partial

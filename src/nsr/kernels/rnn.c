@@ -295,7 +295,7 @@ HOT int rnn_train_impl(const rnn_t* r, int NB, int64_t P, const float* w, float*
 
 /* The same kernel compiled for the shipped layout (recurrent (2, 2): units 2, 2, 1) with the units,
    the activation and, for its own genome as the sequence, the sequence length as constants. The
-   arithmetic and its order are the generic kernel's, and it runs particle blocks in interleaved pairs
+   arithmetic and its order are the generic kernel's, and it runs particle blocks interleaved four at a time
    (the generic kernel one at a time): the same bits (tested). */
 #define RNN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
     const float* src, int self_samples, const float* X, const float* Y, int S, int T, const int64_t* order, \
@@ -303,7 +303,7 @@ HOT int rnn_train_impl(const rnn_t* r, int NB, int64_t P, const float* w, float*
 #define RNN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, T, order, batch, lr, lr_stride, \
     mom, epochs
 #ifndef RNN_NB
-#define RNN_NB 2                       /* particle blocks interleaved (4: no faster, measured) */
+#define RNN_NB 4                       /* particle blocks interleaved (2 and 3: slower, measured) */
 #endif
 #define RNN_SPECIALISED(name, act) \
     static int name(RNN_ARGS) { \
