@@ -102,3 +102,29 @@ def test_recurrent_blocks_interleaved_in_pairs_give_a_lone_blocks_bits(P, activa
     for fast, generic in zip(*out):
         assert torch.isfinite(generic).all()
         assert torch.equal(fast, generic)
+
+
+@pytest.mark.parametrize("P", [1, 17, 33, 70])  # one lane; full blocks and one partial; 70: four full blocks, then more
+def test_recurrent_particle_alone_equals_itself_inside_full_blocks_moved_in_registers(P):
+    """A full block of the shipped recurrent layout's genomes (and velocities) moves to and from lanes
+    as a tile transposed in registers and a gather (scatter) of the 17th numbers (rnn.c), a partial
+    block number by number: every particle, trained alone (a partial block), ends with the bits it
+    gets inside the population (self-training and learning from teachers, momentum carried in and out)."""
+    rep = Recurrent()
+    w, teachers = (rep.init(P, generator=torch.Generator().manual_seed(s)) * 0.5 for s in (6, 7))
+    velocity = 0.1 * torch.randn(P, rep.num_weights, generator=torch.Generator().manual_seed(8))
+    lr = torch.linspace(0.001, 0.05, P)[:, None]
+
+    def train(i):  # particles i (a slice) of every input
+        return [self_train(rep, w[i], epochs=2, lr=lr[i], batch_size=None, momentum=0.9, velocity=velocity[i],
+                           return_state=True),
+                learn_from(rep, w[i], teachers[i], epochs=2, lr=lr[i], batch_size=None, momentum=0.5,
+                           return_state=True)]
+
+    together = train(slice(0, P))
+    for state in together:
+        assert torch.isfinite(state.weights).all() and torch.isfinite(state.loss).all()
+    for p in range(P):
+        for alone, inside in zip(train(slice(p, p + 1)), together):
+            for a, b in zip(alone, inside):
+                assert (a is None and b is None) or torch.equal(a, b[p:p + 1]), p

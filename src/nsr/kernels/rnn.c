@@ -146,13 +146,77 @@ HOT void sgd_blocks(int W, int NB, vf* w, const vf* g, vf* v, int* vinit, const 
         for (int b = 0; b < NB; ++b) AT(w, k) = AT(w, k) - lr[b] * AT(g, k);
 }
 
+/* A full block of the shipped layout (16 particles' 17-number genomes: 16 rows, contiguous) to and
+   from lanes: numbers 0..15 of the 16 rows as one 16x16 tile transposed in registers, number 16 by
+   one gather (scatter) of the rows' last numbers; the same values as load_rows and store_rows */
+#if defined(__AVX512F__) && LN == 16
+#include <immintrin.h>
+#define RNN_FAST_IO 1
+/* r[l] = row l (16 rows of 16 floats) -> r[k] = column k */
+HOT void rnn_transpose(__m512* r) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int c = 0; c < 4; ++c) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
+    }
+}
+
+HOT __m512i rnn_last_index(void) {                   /* row l's number 16: float 17 l + 16 */
+    return _mm512_add_epi32(_mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32(17)), _mm512_set1_epi32(16));
+}
+
+HOT void rnn17_load(vf* dst, const float* rows, int NB, int b) {   /* rows: [16, 17] */
+    __m512 r[16];
+    for (int l = 0; l < 16; ++l) r[l] = _mm512_loadu_ps(rows + 17 * l);
+    const __m512 last = _mm512_i32gather_ps(rnn_last_index(), rows, 4);
+    rnn_transpose(r);
+    for (int k = 0; k < 16; ++k) AT(dst, k) = (vf)r[k];
+    AT(dst, 16) = (vf)last;
+}
+
+HOT void rnn17_store(float* rows, const vf* src, int NB, int b) {
+    __m512 r[16];
+    for (int k = 0; k < 16; ++k) r[k] = (__m512)AT(src, k);
+    rnn_transpose(r);
+    for (int l = 0; l < 16; ++l) _mm512_storeu_ps(rows + 17 * l, r[l]);
+    _mm512_i32scatter_ps(rows, rnn_last_index(), (__m512)AT(src, 16), 4);
+}
+#else
+#define RNN_FAST_IO 0
+#endif
+
 /* rows of block b (at pb, npb particles; none: zeros) into, and out of, the interleaved array dst */
 HOT void load_block(vf* dst, vf* tmp, const float* src, int64_t pb, int n, int64_t npb, int NB, int b) {
+#if RNN_FAST_IO
+    if (n == 17 && npb == LN) { rnn17_load(dst, src + pb * 17, NB, b); return; }
+#endif
     load_rows(tmp, src, pb, n, npb > 0 ? npb : 0);
     for (int k = 0; k < n; ++k) AT(dst, k) = tmp[k];
 }
 
 HOT void store_block(float* dst, vf* tmp, const vf* src, int64_t pb, int n, int64_t npb, int NB, int b) {
+#if RNN_FAST_IO
+    if (n == 17 && npb == LN) { rnn17_store(dst + pb * 17, src, NB, b); return; }
+#endif
     for (int k = 0; k < n; ++k) tmp[k] = AT(src, k);
     store_rows(dst, tmp, pb, n, npb);
 }
@@ -231,7 +295,7 @@ HOT int rnn_train_impl(const rnn_t* r, int NB, int64_t P, const float* w, float*
 
 /* The same kernel compiled for the shipped layout (recurrent (2, 2): units 2, 2, 1) with the units,
    the activation and, for its own genome as the sequence, the sequence length as constants. The
-   arithmetic and its order are the generic kernel's, and it runs particle blocks in interleaved pairs
+   arithmetic and its order are the generic kernel's, and it runs particle blocks interleaved four at a time
    (the generic kernel one at a time): the same bits (tested). */
 #define RNN_ARGS int64_t P, const float* w, float* w_out, float* vel, int vel_init, float* loss, int mode, \
     const float* src, int self_samples, const float* X, const float* Y, int S, int T, const int64_t* order, \
@@ -239,7 +303,7 @@ HOT int rnn_train_impl(const rnn_t* r, int NB, int64_t P, const float* w, float*
 #define RNN_PASS P, w, w_out, vel, vel_init, loss, mode, src, self_samples, X, Y, S, T, order, batch, lr, lr_stride, \
     mom, epochs
 #ifndef RNN_NB
-#define RNN_NB 2                       /* particle blocks interleaved (4: no faster, measured) */
+#define RNN_NB 4                       /* particle blocks interleaved (2 and 3: slower, measured) */
 #endif
 #define RNN_SPECIALISED(name, act) \
     static int name(RNN_ARGS) { \
