@@ -62,37 +62,12 @@ HOT vf ww4221_step(int act, const vf* w, const vf* gen, const vf* idv, vf* g) {
 #if defined(__AVX512F__) && LN == 16
 #include <immintrin.h>
 #define WW_FAST_IO 1
-/* r[l] = row l (16 rows of 16 floats) -> r[k] = column k, for k < n (14 or 16) */
-HOT void ww_transpose(__m512* r, int n) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {                         /* r[4b + c], lane q: column 4q + c */
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-    for (int c = 0; c < 4; ++c) {
-        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
-        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-    }
-    for (int c = 0; c < 4; ++c) {
-        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
-        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
-        if (12 + c < n) r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
-    }
 }
 
 HOT void ww_load_block(vf* dst, const float* rows) {          /* rows: [16, 14] */
     __m512 r[16];
     for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(0x3fff, rows + 14 * l);
-    ww_transpose(r, 14);
+    transpose16(r, 14);
     for (int k = 0; k < 14; ++k) dst[k] = (vf)r[k];
 }
 
@@ -100,7 +75,7 @@ HOT void ww_store_block(float* rows, const vf* src) {
     __m512 r[16];
     for (int k = 0; k < 14; ++k) r[k] = (__m512)src[k];
     r[14] = r[15] = _mm512_setzero_ps();
-    ww_transpose(r, 16);
+    transpose16(r, 16);
     for (int l = 0; l < 16; ++l) _mm512_mask_storeu_ps(rows + 14 * l, 0x3fff, r[l]);
 }
 #else

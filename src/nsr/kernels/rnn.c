@@ -152,31 +152,6 @@ HOT void sgd_blocks(int W, int NB, vf* w, const vf* g, vf* v, int* vinit, const 
 #if defined(__AVX512F__) && LN == 16
 #include <immintrin.h>
 #define RNN_FAST_IO 1
-/* r[l] = row l (16 rows of 16 floats) -> r[k] = column k */
-HOT void rnn_transpose(__m512* r) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-    for (int c = 0; c < 4; ++c) {
-        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
-        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-    }
-    for (int c = 0; c < 4; ++c) {
-        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
-        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
-    }
 }
 
 HOT __m512i rnn_last_index(void) {                   /* row l's number 16: float 17 l + 16 */
@@ -188,7 +163,7 @@ HOT void rnn17_load(vf* dst, const float* rows, int NB, int b) {   /* rows: [16,
     __m512 r[16];
     for (int l = 0; l < 16; ++l) r[l] = _mm512_loadu_ps(rows + 17 * l);
     const __m512 last = _mm512_i32gather_ps(rnn_last_index(), rows, 4);
-    rnn_transpose(r);
+    transpose16(r, 16);
     for (int k = 0; k < 16; ++k) AT(dst, k) = (vf)r[k];
     AT(dst, 16) = (vf)last;
 }
@@ -196,7 +171,7 @@ HOT void rnn17_load(vf* dst, const float* rows, int NB, int b) {   /* rows: [16,
 HOT void rnn17_store(float* rows, const vf* src, int NB, int b) {
     __m512 r[16];
     for (int k = 0; k < 16; ++k) r[k] = (__m512)AT(src, k);
-    rnn_transpose(r);
+    transpose16(r, 16);
     for (int l = 0; l < 16; ++l) _mm512_storeu_ps(rows + 17 * l, r[l]);
     _mm512_i32scatter_ps(rows, rnn_last_index(), (__m512)AT(src, 16), 4);
 }
