@@ -218,17 +218,19 @@ class ReplicatorModule(PopulationModule):
         batch_size, shuffle = batch.get("batch_size", 1), batch.get("shuffle", True)
         opt = self.optimizers()
         group, state = opt.param_groups[0], opt.optimizer.state[self.genomes]
+        lo, hi = self._slice()
         if "x" not in batch and self.replicator.kernel is not None:
             # the fused kernels make the samples of the genomes at the epoch's start themselves:
             # the same steps as on epoch_samples(self), without building them in torch
-            order = self._visiting_order(batch_size, shuffle)  # [P_local, S] or None: drawn from the stream
+            order = self._visiting_order(batch_size, shuffle)  # [P_local, S], or None: drawn from the stream
+            stream = None if order is not None else epoch_stream(self.seed, self.epochs_trained, lo, hi, self.genomes.device)
             w, velocity, loss = kernels.train(self.replicator, self.population, 1, group["lr"], batch_size,
-                                              group["momentum"], shuffle, None if order is not None else self._epoch_stream(),
-                                              state.get("velocity"), order=order)
+                                              group["momentum"], shuffle, stream, state.get("velocity"), order=order)
         else:
             x, y = (batch["x"], batch["y"]) if "x" in batch else epoch_samples(self)  # [P_local, S, ...]
+            stream = epoch_stream(self.seed, self.epochs_trained, lo, hi, x.device)
             w, velocity, loss = train_epoch(self.replicator, self.population.clone(), x, y, group["lr"], batch_size,
-                                            group["momentum"], shuffle, self._epoch_stream(), state.get("velocity"))
+                                            group["momentum"], shuffle, stream, state.get("velocity"))
         with torch.no_grad():
             self.genomes.copy_(w)
         if velocity is not None:
@@ -237,14 +239,6 @@ class ReplicatorModule(PopulationModule):
         count_optimizer_step(opt)  # nothing left to apply: registers the epoch with Lightning (global_step)
         self.epochs_trained += 1
         self.particle_loss = loss.detach()
-
-    def _epoch_stream(self) -> KeyedStream:
-        """:func:`epoch_stream` of this process's particles for the next epoch (their ids cached)."""
-        lo, hi = self._slice()
-        ids = getattr(self, "_ids", None)
-        if ids is None or ids.device != self.genomes.device or len(ids) != hi - lo or (len(ids) and int(ids[0]) != lo):
-            ids = self._ids = torch.arange(lo, hi, dtype=torch.long, device=self.genomes.device)
-        return KeyedStream(self.seed, self.epochs_trained, ids, TRAIN_TAG)
 
     def _visiting_order(self, batch_size, shuffle) -> Optional[torch.Tensor]:
         """``[P_local, S]``: this epoch's visiting orders, the ones :func:`epoch_stream` draws, for a
