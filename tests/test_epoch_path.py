@@ -134,3 +134,28 @@ def test_a_fit_defers_boto3_until_s3_is_used(tmp_path):
             f"assert os.path.exists({str(marker)!r})\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_an_event_file_of_the_runs_own_reads_back_in_tensorboard_with_or_without_the_native_kernels(tmp_path):
+    """The per-epoch scalars' own event file: records framed as TensorBoard frames them, the same
+    bytes whether the checksums are computed in C or by TensorBoard's Python, read back by
+    TensorBoard with their tags, steps and values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from nsr.kernels.events import EventFile
+
+    data = bytes(range(200))
+    native = EventFile.record(data)
+    build.set_enabled(False)
+    try:
+        assert EventFile.record(data) == native  # TensorBoard's checksums: the same record
+        events = EventFile(str(tmp_path))
+        for step in range(1, 4):
+            events.add(Summary(value=[Summary.Value(tag="fixpoint/nontrivial", simple_value=step / 4)]), step, 1.0)
+        events.close()
+    finally:
+        build.set_enabled(True)
+    acc = EventAccumulator(events.path)
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("fixpoint/nontrivial")] == [(1, 0.25), (2, 0.5), (3, 0.75)]

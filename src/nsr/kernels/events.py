@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import os
+import socket
+import struct
+import time
 
 from nsr.kernels.build import Library, Signature, i64
 
@@ -46,10 +50,6 @@ class EventFile:
     of a run). ``flush`` writes what is buffered; ``close`` flushes and closes."""
 
     def __init__(self, folder: str, suffix: str = ".nsr"):
-        import os
-        import socket
-        import time
-
         self.folder, self.suffix = folder, suffix
         self.path = os.path.join(folder, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
                                          f"{os.getpid()}.{next(_file_numbers)}{suffix}")
@@ -59,11 +59,14 @@ class EventFile:
 
     @staticmethod
     def record(data: bytes) -> bytes:
-        """One TFRecord: the serialized event framed with its length and checksums."""
-        import struct
-
+        """One TFRecord: the serialized event framed with its length and checksums (in C where the
+        native kernels are built, else TensorBoard's own function: the same values)."""
+        if LIBRARY.load() is not None:
+            crc = masked_crc32c
+        else:
+            from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as crc
         header = struct.pack("<Q", len(data))
-        return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+        return header + struct.pack("<I", crc(header)) + data + struct.pack("<I", crc(data))
 
     def add(self, summary, step: int, wall_time: float) -> None:
         """Buffer an event holding ``summary`` (a TensorBoard ``Summary``) at ``step``."""
@@ -72,9 +75,7 @@ class EventFile:
         self._buffer.append(self.record(Event(summary=summary, step=int(step), wall_time=wall_time).SerializeToString()))
 
     def flush(self) -> None:
-        import os
-        import time
-
+        """Write the buffered events (the file is made, with its version record, at the first)."""
         self.last_flush = time.monotonic()
         if not self._buffer:
             return
