@@ -24,6 +24,7 @@ import torch
 from torchmetrics import Metric
 
 from nsr.fixpoints import CLASS_NAMES, FixpointClass, aggregate_distance, classify_and_distance, counts
+from nsr.kernels.classify import applies as fixpoint_tests_apply
 from nsr.kernels.classify import fixpoint_tests
 
 
@@ -92,7 +93,7 @@ def population_scalars(rep, w: torch.Tensor, epsilon: float = 1e-4, second_order
     process. Where the native kernels apply, the class tests and sums run in one C pass after the
     two self-applications (:func:`nsr.kernels.classify.fixpoint_tests`, the same comparisons);
     measured every epoch, a small population's scalars are otherwise mostly torch call overhead."""
-    if not hasattr(rep, "apply_aggregates") and w.dim() == 2 and w.dtype == torch.float32:
+    if not hasattr(rep, "apply_aggregates") and w.dim() == 2 and fixpoint_tests_apply(w):
         w = w.detach().contiguous()
         rep.check_weights(w)
         fw = rep.apply(w, w)  # [P, W]

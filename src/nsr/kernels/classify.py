@@ -40,6 +40,12 @@ def _ready(*tensors) -> bool:
             and LIBRARY.load() is not None)
 
 
+def applies(w: torch.Tensor) -> bool:
+    """Whether :func:`fixpoint_tests` runs for genomes like ``w`` (float32 on CPU, the native
+    kernels built); callers check first to skip computing its inputs for nothing."""
+    return w.device.type == "cpu" and w.dtype == torch.float32 and LIBRARY.load() is not None
+
+
 def fixpoint_tests(w: torch.Tensor, fw: torch.Tensor, ffw: torch.Tensor, epsilon: float,
                    loss: Optional[torch.Tensor] = None, per_particle: bool = False) -> Optional[FixpointTests]:
     """The tests of genomes ``w`` ``[P, W]`` with F(w) ``fw`` and second-order outputs ``ffw``

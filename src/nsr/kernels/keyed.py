@@ -32,6 +32,17 @@ def _ready(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype == torch.int64 and LIBRARY.load() is not None
 
 
+def _numbers(fn: str, keys: torch.Tensor, counter: int, n: int, dtype) -> "torch.Tensor | None":
+    """``[P, n]`` of the C function ``fn`` (``nsr_keyed_bits`` or ``nsr_keyed_rand``): numbers
+    ``counter .. counter + n - 1`` of each key's stream (None where the native hash does not apply)."""
+    if not _ready(keys):
+        return None
+    out = torch.empty(len(keys), n, dtype=dtype)
+    run(fn, len(keys), lambda p0, p1: LIBRARY.call(fn, P=p1 - p0, keys=row(keys, p0), counter=counter, n=n,
+                                                     out=row(out, p0)))
+    return out
+
+
 class NativeHash:
     """What :mod:`nsr.random` calls when installed (``nsr.random.use_native_hash``)."""
 
@@ -49,22 +60,12 @@ class NativeHash:
     @staticmethod
     def bits(keys: torch.Tensor, counter: int, n: int):
         """``[P, n]`` int64 random bit patterns, numbers ``counter .. counter + n - 1`` (or None)."""
-        if not _ready(keys):
-            return None
-        out = torch.empty(len(keys), n, dtype=torch.int64)
-        run("keyed_bits", len(keys), lambda p0, p1: LIBRARY.call(
-            "nsr_keyed_bits", P=p1 - p0, keys=row(keys, p0), counter=counter, n=n, out=row(out, p0)))
-        return out
+        return _numbers("nsr_keyed_bits", keys, counter, n, torch.int64)
 
     @staticmethod
     def rand(keys: torch.Tensor, counter: int, n: int):
         """``[P, n]`` float32 uniforms in [0, 1) (or None)."""
-        if not _ready(keys):
-            return None
-        out = torch.empty(len(keys), n, dtype=torch.float32)
-        run("keyed_rand", len(keys), lambda p0, p1: LIBRARY.call(
-            "nsr_keyed_rand", P=p1 - p0, keys=row(keys, p0), counter=counter, n=n, out=row(out, p0)))
-        return out
+        return _numbers("nsr_keyed_rand", keys, counter, n, torch.float32)
 
     @staticmethod
     def order(keys: torch.Tensor, counter: int, S: int):
